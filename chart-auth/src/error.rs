@@ -1,0 +1,283 @@
+//! The one error type of the SDK.
+//!
+//! Every variant carries what a caller needs to act (the HTTP status, Chart's error
+//! `name` and `message`, the `Chart-Request-Id`) and never a secret: messages from the
+//! server are scrubbed of the code and client secret before they are kept.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// What Chart said about a failed request, as far as the request got.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorDetail {
+    /// The HTTP status, when a response arrived.
+    pub status: Option<StatusCode>,
+    /// Chart's error `name`, e.g. `invalid_grant_error`.
+    pub name: Option<String>,
+    /// Chart's human-readable `message` (scrubbed of any secret the SDK sent).
+    pub message: Option<String>,
+    /// The `Chart-Request-Id` response header, for support tickets.
+    pub request_id: Option<String>,
+}
+
+impl fmt::Display for ErrorDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        if let Some(status) = self.status {
+            write!(f, "HTTP {}", status.as_u16())?;
+            sep = ", ";
+        }
+        if let Some(name) = &self.name {
+            write!(f, "{sep}{name}")?;
+            sep = ", ";
+        }
+        if let Some(message) = &self.message {
+            write!(f, "{sep}\"{message}\"")?;
+            sep = ", ";
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, "{sep}request id {id}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the outcome of a request that may have reached Chart is unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnknownCause {
+    /// The request deadline passed while the request was in flight.
+    Timeout,
+    /// The connection closed, or the response broke off, after the request was sent.
+    ConnectionLost,
+}
+
+/// Why a Connect callback's `state` was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StateError {
+    /// Not a state this SDK issued: bad encoding or bad signature.
+    Forged,
+    /// The state's lifetime has passed.
+    Expired,
+    /// The state was issued to another session (CSRF or code injection).
+    SessionMismatch,
+    /// The state was issued for the other Connect flow.
+    FlowMismatch,
+    /// The state was already used by an earlier callback.
+    Replayed,
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Forged => "the state is not one this application issued",
+            Self::Expired => "the state has expired",
+            Self::SessionMismatch => "the state belongs to another session",
+            Self::FlowMismatch => "the state was issued for the other Connect flow",
+            Self::Replayed => "the state was already used",
+        })
+    }
+}
+
+/// Every way an SDK operation can fail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The code is invalid, expired or already used, or the `redirect_uri` did not match.
+    #[error("invalid grant ({0})")]
+    InvalidGrant(ErrorDetail),
+    /// Chart did not accept the client id and secret.
+    #[error("invalid client credentials ({0})")]
+    InvalidClient(ErrorDetail),
+    /// The access token is unknown, revoked or disconnected.
+    #[error("invalid access token ({0})")]
+    InvalidToken(ErrorDetail),
+    /// Chart rejected the request as malformed.
+    #[error("invalid request ({0})")]
+    InvalidRequest(ErrorDetail),
+    /// Chart asked us to slow down, and the wait did not fit in the deadline.
+    #[error("rate limited, retry after {retry_after:?} ({detail})")]
+    RateLimited {
+        /// Chart's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+        /// What Chart said.
+        detail: ErrorDetail,
+    },
+    /// Chart answered with a server error, or another unexpected status.
+    #[error("Chart server error ({detail})")]
+    Server {
+        /// The HTTP status.
+        status: StatusCode,
+        /// What Chart said.
+        detail: ErrorDetail,
+    },
+    /// The request may have reached Chart, and the code may be spent; it was not resent.
+    #[error("outcome unknown: {cause:?} after the request was sent ({detail})")]
+    OutcomeUnknown {
+        /// What interrupted the request.
+        cause: UnknownCause,
+        /// What is known of the response.
+        detail: ErrorDetail,
+    },
+    /// No connection could be made (every attempt failed before sending the request).
+    #[error("could not connect to Chart: {reason}")]
+    Connect {
+        /// The underlying failure, without any secret.
+        reason: String,
+    },
+    /// The TLS handshake failed, e.g. an untrusted certificate.
+    #[error("TLS handshake with Chart failed: {reason}")]
+    Tls {
+        /// The underlying failure, without any secret.
+        reason: String,
+    },
+    /// Connecting did not finish in time; the request was never sent.
+    #[error("timed out connecting to Chart")]
+    Timeout,
+    /// Chart's answer could not be understood.
+    #[error("malformed response from Chart: {reason} ({detail})")]
+    MalformedResponse {
+        /// What was wrong with it.
+        reason: String,
+        /// What is known of the response.
+        detail: ErrorDetail,
+    },
+    /// Chart's answer was larger than the configured cap.
+    #[error("response from Chart exceeds {limit} bytes ({detail})")]
+    ResponseTooLarge {
+        /// The cap in bytes.
+        limit: usize,
+        /// What is known of the response.
+        detail: ErrorDetail,
+    },
+    /// The callback's `state` was refused.
+    #[error("invalid Connect state: {0}")]
+    InvalidState(StateError),
+    /// The user cancelled or Chart Connect refused the connection (`?error=...`).
+    #[error("Connect was not completed: {error}")]
+    ConnectDenied {
+        /// The `error` parameter, e.g. `access_denied`.
+        error: String,
+    },
+    /// The callback request lacked something it needs, e.g. the `code`.
+    #[error("bad callback request: {0}")]
+    BadCallback(String),
+    /// The SDK was configured wrongly.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Sealing or opening a token failed.
+    #[error("vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
+}
+
+impl Error {
+    /// Whether trying again later can succeed without any change on our side
+    /// (network trouble, rate limits, Chart outages). Note that a new attempt at an
+    /// exchange needs a new code if the old one may be spent.
+    ///
+    /// ```
+    /// # use chart_auth::Error;
+    /// assert!(Error::Timeout.is_retryable());
+    /// assert!(!Error::Config("x".into()).is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::RateLimited { .. }
+            | Self::Connect { .. }
+            | Self::Tls { .. }
+            | Self::Timeout
+            | Self::OutcomeUnknown { .. } => true,
+            Self::Server { status, .. } => status.is_server_error(),
+            _ => false,
+        }
+    }
+
+    /// Whether the authorization code may have been spent by this failure, so that the
+    /// user must go through Chart Connect again.
+    pub fn code_may_be_spent(&self) -> bool {
+        !matches!(
+            self,
+            Self::Connect { .. }
+                | Self::Tls { .. }
+                | Self::Timeout
+                | Self::Config(_)
+                | Self::InvalidState(_)
+                | Self::BadCallback(_)
+        )
+    }
+
+    /// A sentence fit to show the end user. It never contains server text or secrets.
+    ///
+    /// ```
+    /// # use chart_auth::{Error, ErrorDetail};
+    /// let err = Error::InvalidGrant(ErrorDetail::default());
+    /// assert_eq!(
+    ///     err.user_message(),
+    ///     "This connection link expired or was already used. Please connect your account again."
+    /// );
+    /// ```
+    pub fn user_message(&self) -> &'static str {
+        match self {
+            Self::InvalidGrant(_) => {
+                "This connection link expired or was already used. Please connect your account again."
+            }
+            Self::InvalidToken(_) => {
+                "Your account connection is no longer active. Please connect your account again."
+            }
+            Self::InvalidClient(_) | Self::InvalidRequest(_) | Self::Config(_) => {
+                "We could not connect your account because of a problem on our side. Please try again later."
+            }
+            Self::RateLimited { .. } => {
+                "Chart is busy right now. Please wait a minute and connect your account again."
+            }
+            Self::Server { .. } | Self::Connect { .. } | Self::Tls { .. } | Self::Timeout => {
+                "Chart is temporarily unavailable. Please try again in a few minutes."
+            }
+            Self::OutcomeUnknown { .. } => {
+                "We could not confirm your connection. Please connect your account again."
+            }
+            Self::MalformedResponse { .. } | Self::ResponseTooLarge { .. } => {
+                "Chart sent an unexpected answer. Please try again later."
+            }
+            Self::InvalidState(StateError::Expired) => {
+                "This connection attempt took too long. Please start again."
+            }
+            Self::InvalidState(_) | Self::BadCallback(_) => {
+                "This connection attempt is not valid. Please start again from our site."
+            }
+            Self::ConnectDenied { .. } => {
+                "You cancelled the connection. You can connect your account at any time."
+            }
+            Self::Vault(_) => "We could not save your connection. Please try again later.",
+        }
+    }
+
+    /// What Chart said, when the error came from a Chart response.
+    pub fn detail(&self) -> Option<&ErrorDetail> {
+        match self {
+            Self::InvalidGrant(d)
+            | Self::InvalidClient(d)
+            | Self::InvalidToken(d)
+            | Self::InvalidRequest(d) => Some(d),
+            Self::RateLimited { detail, .. }
+            | Self::Server { detail, .. }
+            | Self::OutcomeUnknown { detail, .. }
+            | Self::MalformedResponse { detail, .. }
+            | Self::ResponseTooLarge { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of Chart's answer, if one arrived.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.detail().and_then(|d| d.status)
+    }
+
+    /// The `Chart-Request-Id` of Chart's answer, if one arrived.
+    pub fn request_id(&self) -> Option<&str> {
+        self.detail().and_then(|d| d.request_id.as_deref())
+    }
+}

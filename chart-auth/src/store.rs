@@ -1,0 +1,386 @@
+//! Token stores: where sealed records live. They never see plaintext.
+//!
+//! [`TokenStore`] is the narrow trait a store implements (get, put, delete, list, with
+//! compare-and-swap on a per-record version). [`MemoryStore`] is for tests;
+//! [`FileStore`] is the embedded default. A shared SQL database plugs in the same way.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::future::Future;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use fs2::FileExt;
+use serde::{Deserialize, Serialize};
+
+use crate::vault::RecordIdentity;
+
+/// One account's sealed token and what it is bound to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRecord {
+    /// The store's version of this record: 0 before the first write, then 1, 2, ...
+    pub version: u64,
+    /// The OAuth client the token was issued to.
+    pub client_id: String,
+    /// The account (the record's key in the store).
+    pub account_id: String,
+    /// The tax provider.
+    pub provider_id: String,
+    /// When the token was stored, in seconds since the Unix epoch.
+    pub stored_at: u64,
+    /// The sealed token (see the vault's format).
+    #[serde(with = "b64")]
+    pub sealed: Vec<u8>,
+}
+
+impl StoredRecord {
+    /// The identity the sealed token is bound to.
+    pub fn identity(&self) -> RecordIdentity<'_> {
+        RecordIdentity {
+            client_id: &self.client_id,
+            account_id: &self.account_id,
+            provider_id: &self.provider_id,
+        }
+    }
+}
+
+mod b64 {
+    use super::*;
+    pub(super) fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(v))
+    }
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD
+            .decode(s.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a write expects to find, for compare-and-swap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Write whatever is there.
+    Any,
+    /// Write only if there is no record.
+    Absent,
+    /// Write only if the record is at this version.
+    Version(u64),
+}
+
+/// Every way a store can fail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The record changed since it was read (compare-and-swap failed).
+    #[error("the record changed meanwhile")]
+    Conflict,
+    /// A file could not be read or parsed; it is reported, never dropped.
+    #[error("corrupt record {path}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An I/O operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// A place to keep sealed records, one per account.
+pub trait TokenStore: Send + Sync {
+    /// The account's record, if any.
+    fn get(
+        &self,
+        account_id: &str,
+    ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send;
+    /// Writes the record if `expect` holds, and returns its new version.
+    fn put(
+        &self,
+        record: &StoredRecord,
+        expect: Expect,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Deletes the account's record if `expect` holds; `false` if there was none.
+    fn delete(
+        &self,
+        account_id: &str,
+        expect: Expect,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Every account with a record, sorted.
+    fn list(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+}
+
+fn check(expect: Expect, current: Option<u64>) -> Result<(), StoreError> {
+    match (expect, current) {
+        (Expect::Any, _) | (Expect::Absent, None) => Ok(()),
+        (Expect::Version(want), Some(have)) if want == have => Ok(()),
+        _ => Err(StoreError::Conflict),
+    }
+}
+
+/// Records in memory, for tests and short-lived processes.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    records: Arc<Mutex<HashMap<String, StoredRecord>>>,
+}
+
+impl MemoryStore {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, StoredRecord>> {
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl TokenStore for MemoryStore {
+    async fn get(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        Ok(self.map().get(account_id).cloned())
+    }
+
+    async fn put(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
+        let mut map = self.map();
+        let current = map.get(&record.account_id).map(|r| r.version);
+        check(expect, current)?;
+        let mut record = record.clone();
+        record.version = current.unwrap_or(0) + 1;
+        let version = record.version;
+        map.insert(record.account_id.clone(), record);
+        Ok(version)
+    }
+
+    async fn delete(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
+        let mut map = self.map();
+        check(expect, map.get(account_id).map(|r| r.version))?;
+        Ok(map.remove(account_id).is_some())
+    }
+
+    async fn list(&self) -> Result<Vec<String>, StoreError> {
+        let mut keys: Vec<String> = self.map().keys().cloned().collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+/// One JSON file per account in a directory: the embedded default.
+///
+/// Every write goes to a temporary file, is fsynced, renamed over the record, and the
+/// directory is fsynced, so a crash leaves either the old or the new record, never a
+/// torn one. Files are mode 0600 in a 0700 directory. Writers in one process and across
+/// processes serialize on an exclusive `flock` of `.lock`. Readers need no lock.
+#[derive(Clone, Debug)]
+pub struct FileStore {
+    dir: Arc<PathBuf>,
+}
+
+const RECORD_EXT: &str = ".json";
+const TEMP_PREFIX: &str = ".tmp-";
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl FileStore {
+    /// Opens (creating if needed) a store directory, and removes temporary files left
+    /// by writers that were killed mid-write.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err("create", &dir))?;
+        let store = Self { dir: Arc::new(dir) };
+        let _lock = store.lock()?;
+        for entry in fs::read_dir(&*store.dir).map_err(io_err("list", &store.dir))? {
+            let entry = entry.map_err(io_err("list", &store.dir))?;
+            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                fs::remove_file(entry.path()).map_err(io_err("remove", &entry.path()))?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file that holds an account's record (the account id, hex-encoded).
+    pub fn record_path(&self, account_id: &str) -> PathBuf {
+        let mut name = String::with_capacity(account_id.len() * 2 + RECORD_EXT.len());
+        for b in account_id.as_bytes() {
+            name.push_str(&format!("{b:02x}"));
+        }
+        name.push_str(RECORD_EXT);
+        self.dir.join(name)
+    }
+
+    fn lock(&self) -> Result<File, StoreError> {
+        let path = self.dir.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        file.lock_exclusive().map_err(io_err("lock", &path))?;
+        Ok(file)
+    }
+
+    fn read(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        read_record(&self.record_path(account_id))
+    }
+
+    fn write(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
+        let _lock = self.lock()?;
+        let current = self.read(&record.account_id)?.map(|r| r.version);
+        check(expect, current)?;
+        let mut record = record.clone();
+        record.version = current.unwrap_or(0) + 1;
+        let json = serde_json::to_vec_pretty(&record).expect("a record always serializes");
+        write_atomic(&self.record_path(&record.account_id), &json)?;
+        Ok(record.version)
+    }
+
+    fn remove(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
+        let _lock = self.lock()?;
+        let current = self.read(account_id)?.map(|r| r.version);
+        check(expect, current)?;
+        if current.is_none() {
+            return Ok(false);
+        }
+        let path = self.record_path(account_id);
+        fs::remove_file(&path).map_err(io_err("remove", &path))?;
+        sync_dir(&self.dir)?;
+        Ok(true)
+    }
+
+    fn accounts(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&*self.dir).map_err(io_err("list", &self.dir))? {
+            let entry = entry.map_err(io_err("list", &self.dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Some(hex) = name.strip_suffix(RECORD_EXT) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let account = decode_hex(hex).ok_or_else(|| StoreError::Corrupt {
+                path: entry.path(),
+                reason: "the file name is not a hex-encoded account id".into(),
+            })?;
+            out.push(account);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(FileStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || job(store))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+}
+
+fn decode_hex(hex: &str) -> Option<String> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+fn read_record(path: &Path) -> Result<Option<StoredRecord>, StoreError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("read", path)(e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("not a record: line {} column {}", e.line(), e.column()),
+        })
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync", dir))
+}
+
+/// Writes `bytes` to `path` atomically and durably, mode 0600: temp file, fsync,
+/// rename, fsync of the directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).expect("the OS random number generator failed");
+    let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", u64::from_le_bytes(suffix)));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        file.write_all(bytes).map_err(io_err("write", &tmp))?;
+        file.sync_all().map_err(io_err("fsync", &tmp))?;
+        fs::rename(&tmp, path).map_err(io_err("rename", path))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl TokenStore for FileStore {
+    async fn get(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let account = account_id.to_owned();
+        self.blocking(move |s| s.read(&account)).await
+    }
+
+    async fn put(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
+        let record = record.clone();
+        self.blocking(move |s| s.write(&record, expect)).await
+    }
+
+    async fn delete(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
+        let account = account_id.to_owned();
+        self.blocking(move |s| s.remove(&account, expect)).await
+    }
+
+    async fn list(&self) -> Result<Vec<String>, StoreError> {
+        self.blocking(|s| s.accounts()).await
+    }
+}
