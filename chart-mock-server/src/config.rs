@@ -1,0 +1,186 @@
+//! The mock's configuration: the TOML file of `--config`, or the sandbox defaults.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The sandbox client's id, used when no config names clients.
+pub const SANDBOX_CLIENT_ID: &str = "chart-sandbox-client";
+/// The sandbox client's secret. It is public: the sandbox guards nothing.
+pub const SANDBOX_CLIENT_SECRET: &str = "chart-sandbox-secret";
+/// The sandbox client's registered redirect URIs.
+pub const SANDBOX_REDIRECT_URIS: [&str; 2] = [
+    "http://localhost:3000/api/chart/callback",
+    "http://127.0.0.1:3000/api/chart/callback",
+];
+
+/// A client registered with the mock.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The OAuth client id.
+    pub client_id: String,
+    /// The OAuth client secret.
+    pub client_secret: String,
+    /// The whitelisted `redirect_uri`s for the Redirect flow.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("redirect_uris", &self.redirect_uris)
+            .finish()
+    }
+}
+
+impl ClientConfig {
+    /// The documented sandbox client.
+    pub fn sandbox() -> Self {
+        Self {
+            client_id: SANDBOX_CLIENT_ID.into(),
+            client_secret: SANDBOX_CLIENT_SECRET.into(),
+            redirect_uris: SANDBOX_REDIRECT_URIS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// Everything the mock can be told. `Default` is the sandbox on a random loopback port.
+///
+/// ```
+/// let config = chart_mock_server::MockConfig::from_toml(r#"
+///     code_ttl_secs = 60
+///     [[clients]]
+///     client_id = "app"
+///     client_secret = "s"
+///     redirect_uris = ["https://app.example.com/api/chart/callback"]
+/// "#)?;
+/// assert_eq!(config.code_ttl_secs, 60);
+/// assert_eq!(config.clients[0].client_id, "app");
+/// # Ok::<(), chart_mock_server::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockConfig {
+    /// Where to listen (default `127.0.0.1:0`, a free port).
+    #[serde(skip)]
+    pub addr: SocketAddr,
+    /// Serve HTTPS with a certificate made at start.
+    #[serde(skip)]
+    pub tls: bool,
+    /// The bearer token the control plane requires from non-loopback peers.
+    #[serde(skip)]
+    pub admin_token: Option<String>,
+    /// How long codes live, on the mock's clock (default 600).
+    pub code_ttl_secs: u64,
+    /// The registered clients (default: the sandbox client).
+    pub clients: Vec<ClientConfig>,
+    /// The most codes held at once; the oldest are evicted (default 100,000).
+    pub max_codes: usize,
+    /// The most live tokens held at once; the oldest are evicted (default 1,000,000).
+    pub max_tokens: usize,
+    /// The journal's length (default 1,000).
+    pub journal_len: usize,
+    /// An optional limit on `/auth/token` requests per minute, answered with 429.
+    pub rate_limit_per_minute: Option<u32>,
+    /// How long the `slow` scenario waits, in milliseconds (default 1,500).
+    pub slow_ms: u64,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: false,
+            admin_token: None,
+            code_ttl_secs: 600,
+            clients: vec![ClientConfig::sandbox()],
+            max_codes: 100_000,
+            max_tokens: 1_000_000,
+            journal_len: 1_000,
+            rate_limit_per_minute: None,
+            slow_ms: 1_500,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys.
+    #[error("bad config: {0}")]
+    Parse(String),
+    /// The values are inconsistent.
+    #[error("bad config: {0}")]
+    Invalid(String),
+}
+
+impl MockConfig {
+    /// Parses the TOML of `--config` and checks it.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks that the values make sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.clients.is_empty() {
+            return bad("at least one client is needed".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.clients {
+            if c.client_id.is_empty() || c.client_secret.is_empty() {
+                return bad("every client needs a non-empty client_id and client_secret".into());
+            }
+            if !seen.insert(&c.client_id) {
+                return bad(format!("client_id {:?} appears twice", c.client_id));
+            }
+            for uri in &c.redirect_uris {
+                if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+                    return bad(format!(
+                        "redirect_uri {uri:?} of {:?} is not an http(s) URL",
+                        c.client_id
+                    ));
+                }
+            }
+        }
+        if self.code_ttl_secs == 0
+            || self.max_codes == 0
+            || self.max_tokens == 0
+            || self.journal_len == 0
+        {
+            return bad(
+                "code_ttl_secs, max_codes, max_tokens and journal_len must be positive".into(),
+            );
+        }
+        Ok(())
+    }
+}
