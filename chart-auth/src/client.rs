@@ -578,12 +578,12 @@ fn classify(err: hyper_util::client::legacy::Error) -> AttemptError {
             });
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return AttemptError::NotSent(Error::Tls {
-                    reason: tls.to_string(),
-                });
-            }
             timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+            // `io::Error::source` skips the wrapped error itself, so step into it.
+            if let Some(inner) = io.get_ref() {
+                source = Some(inner as &(dyn std::error::Error + 'static));
+                continue;
+            }
         }
         source = e.source();
     }

@@ -1,0 +1,665 @@
+//! The SDK against the in-process mock over TLS: every error row of the contract,
+//! every fault kind, every scenario, both flows, and the stored-record calls.
+
+mod support;
+
+use std::time::Duration;
+
+use chart_auth::vault::{Keyring, MemoryStore, Vault};
+use chart_auth::{
+    AuthorizationCode, ChartClient, ClientSecret, Config, Error, Flow, FlowKind, ProviderId,
+    RetryPolicy, UnknownCause,
+};
+use chart_mock_server::{Fault, FaultKind, MintRequest, MockConfig, MockServer, Scenario};
+use http::StatusCode;
+use support::*;
+
+fn fault(kind: FaultKind) -> Fault {
+    Fault {
+        kind,
+        path: "/auth/token".into(),
+        times: 1,
+        status: None,
+        delay_ms: None,
+        retry_after: None,
+    }
+}
+
+fn status_fault(status: u16, times: u32, retry_after: Option<u64>) -> Fault {
+    Fault {
+        status: Some(status),
+        times,
+        retry_after,
+        ..fault(FaultKind::Status)
+    }
+}
+
+#[tokio::test]
+async fn redirect_flow_exchanges_over_tls() {
+    let env = env().await;
+    let exchanged = env
+        .redirect_code(Scenario::Success)
+        .exchange(&env.client)
+        .await
+        .expect("exchange");
+    assert_eq!(exchanged.provider_id(), &ProviderId::TurboTax);
+    assert_eq!(
+        env.client
+            .introspect_token(exchanged.access_token())
+            .await
+            .expect("live")
+            .taxpayer_id,
+        exchanged.account_id()
+    );
+}
+
+#[tokio::test]
+async fn embedded_flow_sends_no_redirect_uri() {
+    let env = env().await;
+    // The mock refuses any redirect_uri for an embedded code, so success proves none was sent.
+    let exchanged = env
+        .embedded_code(Scenario::Success)
+        .exchange(&env.client)
+        .await
+        .expect("exchange");
+    assert!(!exchanged.account_id().is_empty());
+}
+
+#[tokio::test]
+async fn plain_http_on_loopback_works() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let client = ChartClient::new(
+        Config::builder(
+            chart_mock_server::SANDBOX_CLIENT_ID,
+            ClientSecret::new(chart_mock_server::SANDBOX_CLIENT_SECRET),
+        )
+        .api_base(mock.url())
+        .build()
+        .unwrap(),
+    )
+    .unwrap();
+    let code = mock
+        .mint_code(&MintRequest {
+            client_id: chart_mock_server::SANDBOX_CLIENT_ID.into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let start = client.begin_connect(Flow::Embedded, SESSION).unwrap();
+    let conn = client
+        .receive_code(
+            AuthorizationCode::new(code.code),
+            &start.state,
+            SESSION,
+            FlowKind::Embedded,
+        )
+        .unwrap();
+    conn.exchange(&client)
+        .await
+        .expect("exchange over plain loopback HTTP");
+}
+
+async fn expect_grant_error(env: &Env, code: &str, flow: Flow) {
+    let err = env
+        .receive(code, flow)
+        .exchange(&env.client)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidGrant(_)), "{err:?}");
+    assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
+    assert_eq!(
+        err.detail().unwrap().name.as_deref(),
+        Some("invalid_grant_error")
+    );
+    assert!(err.request_id().is_some());
+    assert!(err.user_message().contains("connect your account again"));
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn invalid_grant_rows() {
+    let env = env().await;
+    let redirect = || Flow::Redirect {
+        redirect_uri: redirect_uri(),
+    };
+    // Unknown code.
+    expect_grant_error(&env, "code_that_was_never_issued", redirect()).await;
+    // Expired code, on the mock's clock.
+    let code = env.mint(true, Scenario::Success);
+    env.mock.advance_clock(Duration::from_secs(601));
+    expect_grant_error(&env, &code, redirect()).await;
+    // Already used.
+    let code = env.mint(true, Scenario::Success);
+    env.receive(&code, redirect())
+        .exchange(&env.client)
+        .await
+        .unwrap();
+    expect_grant_error(&env, &code, redirect()).await;
+    // redirect_uri differs from the one the code was issued for.
+    let code = env.mint(true, Scenario::Success);
+    let other = chart_mock_server::SANDBOX_REDIRECT_URIS[1].to_owned();
+    expect_grant_error(
+        &env,
+        &code,
+        Flow::Redirect {
+            redirect_uri: other,
+        },
+    )
+    .await;
+    // An embedded-flow code sent with a redirect_uri.
+    let code = env.mint(false, Scenario::Success);
+    expect_grant_error(&env, &code, redirect()).await;
+    // A redirect-flow code sent without one.
+    let code = env.mint(true, Scenario::Success);
+    expect_grant_error(&env, &code, Flow::Embedded).await;
+    // A code issued to another client.
+    let code = env
+        .mock
+        .mint_code(&MintRequest {
+            client_id: OTHER_CLIENT.into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .code;
+    expect_grant_error(&env, &code, Flow::Embedded).await;
+    // A code whose user denied access.
+    let code = env.mint(true, Scenario::Denied);
+    expect_grant_error(&env, &code, redirect()).await;
+}
+
+#[tokio::test]
+async fn reusing_a_code_revokes_its_token() {
+    let env = env().await;
+    let code = env.mint(false, Scenario::Success);
+    let first = env
+        .receive(&code, Flow::Embedded)
+        .exchange(&env.client)
+        .await
+        .unwrap();
+    env.client
+        .introspect_token(first.access_token())
+        .await
+        .expect("live");
+    let err = env
+        .receive(&code, Flow::Embedded)
+        .exchange(&env.client)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidGrant(_)));
+    let err = env
+        .client
+        .introspect_token(first.access_token())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidToken(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn wrong_secret_is_invalid_client_and_does_not_spend_the_code() {
+    let env = env().await;
+    let bad = ChartClient::new(
+        Config::builder(
+            chart_mock_server::SANDBOX_CLIENT_ID,
+            ClientSecret::new("wrong"),
+        )
+        .api_base(env.mock.url())
+        .webpki_roots(false)
+        .add_root_certificates_pem(env.mock.ca_pem().unwrap().as_bytes())
+        .build()
+        .unwrap(),
+    )
+    .unwrap();
+    let code = env.mint(false, Scenario::Success);
+    let start = bad.begin_connect(Flow::Embedded, SESSION).unwrap();
+    let conn = bad
+        .receive_code(
+            AuthorizationCode::new(code.as_str()),
+            &start.state,
+            SESSION,
+            FlowKind::Embedded,
+        )
+        .unwrap();
+    let err = conn.exchange(&bad).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidClient(_)), "{err:?}");
+    assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
+    assert!(!err.to_string().contains("wrong"));
+    env.receive(&code, Flow::Embedded)
+        .exchange(&env.client)
+        .await
+        .expect("the code is still good");
+}
+
+#[tokio::test]
+async fn unknown_api_version_is_invalid_request() {
+    let env = env_with(|b| b.api_version(Some("1999-01-01"))).await;
+    let err = env
+        .embedded_code(Scenario::Success)
+        .exchange(&env.client)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+    assert_eq!(
+        err.detail().unwrap().name.as_deref(),
+        Some("invalid_request_error")
+    );
+}
+
+#[tokio::test]
+async fn status_rows_map_to_their_variants() {
+    let env = env_with(|b| {
+        b.retry(RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        })
+    })
+    .await;
+    for (status, check) in [
+        (
+            400u16,
+            (|e: &Error| matches!(e, Error::InvalidRequest(_))) as fn(&Error) -> bool,
+        ),
+        (401, |e| matches!(e, Error::InvalidClient(_))),
+        (405, |e| matches!(e, Error::InvalidRequest(_))),
+        (413, |e| matches!(e, Error::InvalidRequest(_))),
+        (415, |e| matches!(e, Error::InvalidRequest(_))),
+        (
+            429,
+            |e| matches!(e, Error::RateLimited { retry_after: Some(d), .. } if *d == Duration::from_secs(1)),
+        ),
+        (
+            500,
+            |e| matches!(e, Error::Server { status, .. } if *status == StatusCode::INTERNAL_SERVER_ERROR),
+        ),
+        (
+            503,
+            |e| matches!(e, Error::Server { status, .. } if *status == StatusCode::SERVICE_UNAVAILABLE),
+        ),
+    ] {
+        env.mock.add_fault(status_fault(status, 1, None));
+        let err = env
+            .embedded_code(Scenario::Success)
+            .exchange(&env.client)
+            .await
+            .unwrap_err();
+        assert!(check(&err), "status {status} gave {err:?}");
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(status));
+        assert_eq!(
+            err.detail().unwrap().name.as_deref(),
+            Some(chart_mock_server::error_name(err.status().unwrap()))
+        );
+        assert!(!err.user_message().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn rate_limited_scenario_is_retried_after_retry_after() {
+    let env = env().await;
+    let code = env.mint(true, Scenario::RateLimited);
+    env.receive(
+        &code,
+        Flow::Redirect {
+            redirect_uri: redirect_uri(),
+        },
+    )
+    .exchange(&env.client)
+    .await
+    .expect("retried after Retry-After: 1");
+    assert_eq!(env.token_requests_for(&code), 2);
+}
+
+#[tokio::test]
+async fn a_503_with_retry_after_is_retried_then_succeeds() {
+    let env = env().await;
+    env.mock.add_fault(status_fault(503, 1, Some(0)));
+    let code = env.mint(false, Scenario::Success);
+    env.receive(&code, Flow::Embedded)
+        .exchange(&env.client)
+        .await
+        .expect("retried");
+    let statuses: Vec<u16> = env
+        .mock
+        .journal()
+        .iter()
+        .filter(|e| e.path == "/auth/token")
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(statuses, [503, 200]);
+}
+
+#[tokio::test]
+async fn retries_stop_at_max_attempts_and_at_the_retry_after_cap() {
+    let env = env().await;
+    env.mock.add_fault(status_fault(429, 5, Some(0)));
+    let err = env
+        .embedded_code(Scenario::Success)
+        .exchange(&env.client)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RateLimited { .. }), "{err:?}");
+    assert_eq!(
+        env.mock
+            .journal()
+            .iter()
+            .filter(|e| e.path == "/auth/token")
+            .count(),
+        3
+    );
+    env.mock.clear_faults();
+    env.mock.add_fault(status_fault(429, 1, Some(3600)));
+    let err = env
+        .embedded_code(Scenario::Success)
+        .exchange(&env.client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(3600))
+    );
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn server_error_scenario() {
+    let env = env().await;
+    let err = env
+        .redirect_code(Scenario::ServerError)
+        .exchange(&env.client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Server { status, .. } if status == StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    assert!(err.is_retryable());
+    assert_eq!(
+        err.user_message(),
+        "Chart is temporarily unavailable. Please try again in a few minutes."
+    );
+}
+
+#[tokio::test]
+async fn slow_scenario_succeeds_within_the_timeout_and_is_unknown_beyond_it() {
+    let env = env().await;
+    env.redirect_code(Scenario::Slow)
+        .exchange(&env.client)
+        .await
+        .expect("slow but in time");
+    let env = env_with(|b| {
+        b.connect_timeout(Duration::from_millis(100))
+            .request_timeout(Duration::from_millis(100))
+    })
+    .await;
+    let err = env
+        .redirect_code(Scenario::Slow)
+        .exchange(&env.client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutcomeUnknown {
+                cause: UnknownCause::Timeout,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn reset_gives_outcome_unknown_and_is_not_resent() {
+    let env = env().await;
+    env.mock.add_fault(fault(FaultKind::Reset));
+    let code = env.mint(false, Scenario::Success);
+    let err = env
+        .receive(&code, Flow::Embedded)
+        .exchange(&env.client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutcomeUnknown {
+                cause: UnknownCause::ConnectionLost,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.code_may_be_spent());
+    assert_eq!(
+        env.token_requests_for(&code),
+        1,
+        "the code was sent exactly once"
+    );
+}
+
+#[tokio::test]
+async fn latency_beyond_the_timeout_gives_outcome_unknown() {
+    let env = env_with(|b| {
+        b.connect_timeout(Duration::from_millis(200))
+            .request_timeout(Duration::from_millis(300))
+    })
+    .await;
+    env.mock.add_fault(Fault {
+        delay_ms: Some(2_000),
+        ..fault(FaultKind::Latency)
+    });
+    let code = env.mint(false, Scenario::Success);
+    let err = env
+        .receive(&code, Flow::Embedded)
+        .exchange(&env.client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutcomeUnknown {
+                cause: UnknownCause::Timeout,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn latency_within_the_timeout_succeeds() {
+    let env = env().await;
+    env.mock.add_fault(Fault {
+        delay_ms: Some(50),
+        ..fault(FaultKind::Latency)
+    });
+    env.embedded_code(Scenario::Success)
+        .exchange(&env.client)
+        .await
+        .expect("a little latency is fine");
+}
+
+#[tokio::test]
+async fn broken_answers_map_to_their_errors() {
+    let env = env().await;
+    for (kind, check) in [
+        (
+            FaultKind::Empty,
+            (|e: &Error| {
+                matches!(
+                    e,
+                    Error::OutcomeUnknown {
+                        cause: UnknownCause::ConnectionLost,
+                        ..
+                    }
+                )
+            }) as fn(&Error) -> bool,
+        ),
+        (FaultKind::Truncated, |e| {
+            matches!(
+                e,
+                Error::OutcomeUnknown {
+                    cause: UnknownCause::ConnectionLost,
+                    ..
+                }
+            )
+        }),
+        (FaultKind::MalformedJson, |e| {
+            matches!(e, Error::MalformedResponse { .. })
+        }),
+    ] {
+        env.mock.add_fault(fault(kind));
+        let code = env.mint(false, Scenario::Success);
+        let err = env
+            .receive(&code, Flow::Embedded)
+            .exchange(&env.client)
+            .await
+            .unwrap_err();
+        assert!(check(&err), "{kind:?} gave {err:?}");
+        assert_eq!(
+            env.token_requests_for(&code),
+            1,
+            "{kind:?}: sent exactly once"
+        );
+        assert!(err.code_may_be_spent());
+    }
+}
+
+#[tokio::test]
+async fn oversized_answers_are_refused() {
+    let env = env_with(|b| b.max_response_bytes(64)).await;
+    let err = env
+        .embedded_code(Scenario::Success)
+        .exchange(&env.client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ResponseTooLarge { limit: 64, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn untrusted_certificates_fail_the_handshake_without_retrying_forever() {
+    let mock = MockServer::start(mock_config()).await.unwrap();
+    let client = ChartClient::new(
+        Config::builder(
+            chart_mock_server::SANDBOX_CLIENT_ID,
+            ClientSecret::new(chart_mock_server::SANDBOX_CLIENT_SECRET),
+        )
+        .api_base(mock.url())
+        .retry(RetryPolicy {
+            base_backoff: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        })
+        .build()
+        .unwrap(),
+    )
+    .unwrap();
+    let start = client.begin_connect(Flow::Embedded, SESSION).unwrap();
+    let conn = client
+        .receive_code(
+            AuthorizationCode::new("c"),
+            &start.state,
+            SESSION,
+            FlowKind::Embedded,
+        )
+        .unwrap();
+    let err = conn.exchange(&client).await.unwrap_err();
+    assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+    assert!(!err.code_may_be_spent());
+    assert!(mock.journal().is_empty(), "no request reached the server");
+}
+
+#[tokio::test]
+async fn connect_failures_are_retried_then_reported() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = ChartClient::new(
+        Config::builder("c", ClientSecret::new("s"))
+            .api_base(format!("http://127.0.0.1:{port}"))
+            .retry(RetryPolicy {
+                base_backoff: Duration::from_millis(1),
+                ..RetryPolicy::default()
+            })
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let start = client.begin_connect(Flow::Embedded, SESSION).unwrap();
+    let conn = client
+        .receive_code(
+            AuthorizationCode::new("c"),
+            &start.state,
+            SESSION,
+            FlowKind::Embedded,
+        )
+        .unwrap();
+    let err = conn.exchange(&client).await.unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.is_retryable() && !err.code_may_be_spent());
+}
+
+#[test]
+fn plain_http_is_refused_off_loopback() {
+    for base in [
+        "http://api.trychart.com",
+        "http://10.0.0.1:4010",
+        "ftp://127.0.0.1",
+    ] {
+        let err = Config::builder("c", ClientSecret::new("s"))
+            .api_base(base)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{base}: {err:?}");
+    }
+    for base in [
+        "http://127.0.0.1:4010",
+        "http://localhost:1",
+        "http://[::1]:2",
+        "https://api.trychart.com",
+    ] {
+        Config::builder("c", ClientSecret::new("s"))
+            .api_base(base)
+            .build()
+            .unwrap_or_else(|e| panic!("{base}: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn introspect_and_disconnect_from_a_stored_record() {
+    let env = env().await;
+    let vault = Vault::new(Keyring::generate(), MemoryStore::default());
+    let stored = env
+        .redirect_code(Scenario::Success)
+        .exchange(&env.client)
+        .await
+        .unwrap()
+        .store(&vault)
+        .await
+        .unwrap();
+    let info = env
+        .client
+        .introspect(&vault, stored.account_id())
+        .await
+        .expect("introspect");
+    assert_eq!(info.taxpayer_id, stored.account_id());
+    assert_eq!(info.client_id, chart_mock_server::SANDBOX_CLIENT_ID);
+    assert_eq!(info.provider_id, "turbotax");
+    let token = vault.open(stored.account_id()).await.unwrap();
+    env.client
+        .disconnect(&vault, stored.account_id())
+        .await
+        .expect("disconnect");
+    assert!(
+        vault.get(stored.account_id()).await.unwrap().is_none(),
+        "the record is deleted"
+    );
+    assert!(matches!(
+        env.client.introspect_token(&token).await.unwrap_err(),
+        Error::InvalidToken(_)
+    ));
+    assert!(matches!(
+        env.client
+            .introspect(&vault, stored.account_id())
+            .await
+            .unwrap_err(),
+        Error::Vault(chart_auth::vault::VaultError::NotFound)
+    ));
+}

@@ -1,0 +1,114 @@
+//! Shared helpers: a TLS mock, an SDK client that trusts only the mock's CA, and codes
+//! that arrive through a verified callback.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use chart_auth::{
+    AuthorizationCode, ChartClient, ClientSecret, CodeReceived, Config, ConfigBuilder, Connection,
+    Flow, FlowKind,
+};
+use chart_mock_server::{
+    ClientConfig, MintRequest, MockConfig, MockServer, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET,
+    SANDBOX_REDIRECT_URIS, Scenario,
+};
+
+pub const SESSION: &[u8] = b"session-of-the-test-user";
+pub const OTHER_CLIENT: &str = "other-client";
+
+pub fn redirect_uri() -> String {
+    SANDBOX_REDIRECT_URIS[0].to_owned()
+}
+
+pub struct Env {
+    pub mock: MockServer,
+    pub client: ChartClient,
+}
+
+pub fn mock_config() -> MockConfig {
+    let mut config = MockConfig {
+        tls: true,
+        slow_ms: 300,
+        ..MockConfig::default()
+    };
+    config.clients.push(ClientConfig {
+        client_id: OTHER_CLIENT.into(),
+        client_secret: "other-secret".into(),
+        redirect_uris: vec![redirect_uri()],
+    });
+    config
+}
+
+/// The SDK's configuration against this mock: trusts only the mock's CA, short timeouts.
+pub fn sdk_config(mock: &MockServer) -> ConfigBuilder {
+    Config::builder(SANDBOX_CLIENT_ID, ClientSecret::new(SANDBOX_CLIENT_SECRET))
+        .api_base(mock.url())
+        .webpki_roots(false)
+        .add_root_certificates_pem(mock.ca_pem().expect("TLS mock").as_bytes())
+        .connect_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(3))
+        .deadline(Duration::from_secs(6))
+}
+
+pub async fn env() -> Env {
+    env_with(|b| b).await
+}
+
+pub async fn env_with(adjust: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Env {
+    let mock = MockServer::start(mock_config()).await.expect("mock starts");
+    let client =
+        ChartClient::new(adjust(sdk_config(&mock)).build().expect("config")).expect("client");
+    Env { mock, client }
+}
+
+impl Env {
+    pub fn mint(&self, redirect: bool, scenario: Scenario) -> String {
+        self.mock
+            .mint_code(&MintRequest {
+                client_id: SANDBOX_CLIENT_ID.into(),
+                provider_id: Some("turbotax".into()),
+                redirect_uri: redirect.then(redirect_uri),
+                scenario: Some(scenario),
+            })
+            .expect("mint")
+            .code
+    }
+
+    /// A code as it arrives at the callback, with a state this client signed.
+    pub fn receive(&self, code: &str, flow: Flow) -> Connection<CodeReceived> {
+        let kind = flow.kind();
+        let start = self.client.begin_connect(flow, SESSION).expect("begin");
+        self.client
+            .receive_code(AuthorizationCode::new(code), &start.state, SESSION, kind)
+            .expect("verified")
+    }
+
+    pub fn redirect_code(&self, scenario: Scenario) -> Connection<CodeReceived> {
+        let code = self.mint(true, scenario);
+        self.receive(
+            &code,
+            Flow::Redirect {
+                redirect_uri: redirect_uri(),
+            },
+        )
+    }
+
+    pub fn embedded_code(&self, scenario: Scenario) -> Connection<CodeReceived> {
+        let code = self.mint(false, scenario);
+        self.receive(&code, Flow::Embedded)
+    }
+
+    /// How many `/auth/token` requests the mock saw for this code.
+    pub fn token_requests_for(&self, code: &str) -> usize {
+        let id = self.mock.chart().code_id(code).expect("known code");
+        self.mock
+            .journal()
+            .iter()
+            .filter(|e| e.path == "/auth/token" && e.code_id.as_deref() == Some(id.as_str()))
+            .count()
+    }
+}
+
+pub fn via(flow: &Flow) -> FlowKind {
+    flow.kind()
+}
