@@ -1,0 +1,389 @@
+//! The vault: Wycheproof vectors, frozen golden blobs, tamper and swap tests, Tink's
+//! four-phase rotation, the file store's guarantees, and a model-based property test.
+
+use std::os::unix::fs::PermissionsExt;
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::KeyInit;
+use chart_auth::vault::{
+    Expect, FileStore, KeyId, KeyStatus, Keyring, MemoryStore, RecordIdentity, StoreError, TokenStore, Vault,
+    VaultError, decrypt_detached, encrypt_detached,
+};
+use chart_auth::{AccessToken, Error, ProviderId};
+use proptest::prelude::*;
+use sha2::Digest;
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+const ID: RecordIdentity<'static> =
+    RecordIdentity { client_id: "golden-client", account_id: "golden-account", provider_id: "turbotax" };
+
+#[test]
+fn wycheproof_aes_256_gcm_96_bit_iv_vectors() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wycheproof/");
+    let json = std::fs::read(format!("{dir}aes_gcm_test.json")).unwrap();
+    let pinned = std::fs::read_to_string(format!("{dir}aes_gcm_test.json.sha256")).unwrap();
+    let digest: String = sha2::Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(pinned.split_whitespace().next(), Some(digest.as_str()), "the vendored vectors changed");
+
+    let doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let (mut valid, mut invalid) = (0, 0);
+    for group in doc["testGroups"].as_array().unwrap() {
+        if group["keySize"] != 256 || group["ivSize"] != 96 || group["tagSize"] != 128 {
+            continue;
+        }
+        for t in group["tests"].as_array().unwrap() {
+            let field = |k: &str| hex(t[k].as_str().unwrap());
+            let cipher = Aes256Gcm::new_from_slice(&field("key")).unwrap();
+            let nonce: [u8; 12] = field("iv").try_into().unwrap();
+            let (aad, msg, ct, tag) = (field("aad"), field("msg"), field("ct"), field("tag"));
+            let tag: [u8; 16] = tag.try_into().unwrap();
+            let mut buf = ct.clone();
+            let opened = decrypt_detached(&cipher, &nonce, &aad, &mut buf, &tag);
+            match t["result"].as_str().unwrap() {
+                "valid" | "acceptable" => {
+                    opened.unwrap_or_else(|e| panic!("tcId {}: {e}", t["tcId"]));
+                    assert_eq!(buf, msg, "tcId {}", t["tcId"]);
+                    let mut enc = msg.clone();
+                    let got = encrypt_detached(&cipher, &nonce, &aad, &mut enc).unwrap();
+                    assert_eq!((enc, got), (ct, tag), "tcId {}", t["tcId"]);
+                    valid += 1;
+                }
+                _ => {
+                    assert!(matches!(opened, Err(VaultError::Tampered)), "tcId {} opened", t["tcId"]);
+                    invalid += 1;
+                }
+            }
+        }
+    }
+    assert!(valid >= 20 && invalid >= 10, "{valid} valid, {invalid} invalid cases ran");
+}
+
+/// Sealed once, with keys 7 (0x11 × 32) and 8 (0x22 × 32). They must open forever.
+const GOLDEN_7: &str = "01000000077288097bbe3a56db992cd45964acfff7c60d5ac7f0918ad188a7f8851b03a9e2421b9708b30278beca10ef542eece34368117929";
+const GOLDEN_8: &str = "0100000008433ce271aa4d17904adeb701bab92f7cc1f87003ae482ccd96e62b69745f9395702c26fbb339b5cd90d28bcb6d3af6b4926dc6f7";
+
+fn golden_ring() -> Keyring {
+    let mut ring = Keyring::from_key(KeyId(7), &[0x11; 32]).unwrap();
+    ring.add_key_bytes(KeyId(8), &[0x22; 32]).unwrap();
+    ring
+}
+
+#[test]
+fn golden_blobs_keep_opening() {
+    let ring = golden_ring();
+    assert_eq!(&ring.open(&ID, &hex(GOLDEN_7)).unwrap()[..], b"golden-token-under-key-7");
+    assert_eq!(&ring.open(&ID, &hex(GOLDEN_8)).unwrap()[..], b"golden-token-under-key-8");
+    // The keyring text format is frozen too.
+    let text = "7 primary ERERERERERERERERERERERERERERERERERERERERERE=\n8 active IiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiI=\n";
+    let parsed = Keyring::parse(text).unwrap();
+    assert_eq!(&parsed.open(&ID, &hex(GOLDEN_8)).unwrap()[..], b"golden-token-under-key-8");
+}
+
+#[test]
+fn every_flipped_bit_and_truncation_is_refused() {
+    let ring = golden_ring();
+    let blob = hex(GOLDEN_7);
+    for bit in 0..blob.len() * 8 {
+        let mut bad = blob.clone();
+        bad[bit / 8] ^= 1 << (bit % 8);
+        let err = ring.open(&ID, &bad).unwrap_err();
+        assert!(
+            matches!(err, VaultError::Tampered | VaultError::UnknownVersion(_) | VaultError::UnknownKey(_)),
+            "bit {bit}: {err:?}"
+        );
+    }
+    for len in 0..blob.len() {
+        assert!(ring.open(&ID, &blob[..len]).is_err(), "length {len} opened");
+    }
+}
+
+#[test]
+fn swapped_key_ids_and_moved_records_fail() {
+    let ring = golden_ring();
+    let mut swapped = hex(GOLDEN_7);
+    swapped[1..5].copy_from_slice(&8u32.to_be_bytes());
+    assert!(matches!(ring.open(&ID, &swapped), Err(VaultError::Tampered)));
+    let blob = hex(GOLDEN_7);
+    for moved in [
+        RecordIdentity { account_id: "another-account", ..ID },
+        RecordIdentity { client_id: "another-client", ..ID },
+        RecordIdentity { provider_id: "irs", ..ID },
+    ] {
+        assert!(matches!(ring.open(&moved, &blob), Err(VaultError::Tampered)), "{moved:?}");
+    }
+    let mut unknown_version = blob.clone();
+    unknown_version[0] = 2;
+    assert!(matches!(ring.open(&ID, &unknown_version), Err(VaultError::UnknownVersion(2))));
+    let mut unknown_key = blob;
+    unknown_key[1..5].copy_from_slice(&99u32.to_be_bytes());
+    assert!(matches!(ring.open(&ID, &unknown_key), Err(VaultError::UnknownKey(KeyId(99)))));
+}
+
+#[tokio::test]
+async fn tinks_four_phase_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::new(Keyring::generate(), FileStore::open(dir.path()).unwrap());
+    let old = vault.with_keyring(|k| k.primary());
+    let provider = ProviderId::Irs;
+    vault.put("c", "a1", &provider, &AccessToken::new("t1")).await.unwrap();
+
+    // 1. Add a key: it does not seal yet, and old records open.
+    let new = vault.update_keyring(|k| k.add_key());
+    let s2 = vault.put("c", "a2", &provider, &AccessToken::new("t2")).await.unwrap();
+    assert_eq!(s2.key_id(), old);
+    // 2. Promote it: new records use it.
+    vault.update_keyring(|k| k.promote(new)).unwrap();
+    let s3 = vault.put("c", "a3", &provider, &AccessToken::new("t3")).await.unwrap();
+    assert_eq!(s3.key_id(), new);
+    // 3. Both keys open.
+    for (a, t) in [("a1", "t1"), ("a2", "t2"), ("a3", "t3")] {
+        assert_eq!(vault.open(a).await.unwrap().expose_secret(), t);
+    }
+    let report = vault.rewrap(|_, _| {}).await.unwrap();
+    assert_eq!((report.rewrapped, report.unchanged, report.raced), (2, 1, 0));
+    // 4. Retire the old key: everything still opens, because everything was rewrapped.
+    vault.update_keyring(|k| k.retire(old)).unwrap();
+    for (a, t) in [("a1", "t1"), ("a2", "t2"), ("a3", "t3")] {
+        assert_eq!(vault.open(a).await.unwrap().expose_secret(), t);
+        assert_eq!(vault.get(a).await.unwrap().unwrap().key_id(), new);
+    }
+    // A blob still under the retired key is refused.
+    let ring_text = vault.with_keyring(|k| k.to_text());
+    let mut ring = Keyring::parse(&ring_text).unwrap();
+    assert!(ring.retire(new).is_err(), "the primary cannot retire");
+    assert_eq!(ring.keys().collect::<Vec<_>>(), [(old, KeyStatus::Retired), (new, KeyStatus::Primary)]);
+}
+
+#[tokio::test]
+async fn file_store_is_private_durable_and_reports_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path().join("tokens")).unwrap();
+    let vault = Vault::new(Keyring::generate(), store.clone());
+    let token = "plaintext-token-4f1c9a";
+    vault.put("client", "acct/../1", &ProviderId::TurboTax, &AccessToken::new(token)).await.unwrap();
+    let path = store.record_path("acct/../1");
+    assert_eq!(path.parent(), Some(store.dir()), "account ids cannot escape the directory");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(store.dir()).unwrap().permissions().mode() & 0o777, 0o700);
+    for entry in std::fs::read_dir(store.dir()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(token), "plaintext on disk");
+    }
+    assert_eq!(store.list().await.unwrap(), ["acct/../1"]);
+
+    // A torn or corrupt file is reported, never dropped silently.
+    std::fs::write(store.record_path("broken"), b"{\"version\": 1, \"acc").unwrap();
+    assert!(matches!(store.get("broken").await, Err(StoreError::Corrupt { .. })));
+    assert!(matches!(vault.list().await, Err(Error::Vault(VaultError::Store(StoreError::Corrupt { .. })))));
+
+    // Stale temp files from a killed writer are cleaned when the store opens.
+    std::fs::write(store.dir().join(".tmp-deadbeef"), b"half a record").unwrap();
+    FileStore::open(store.dir()).unwrap();
+    assert!(!store.dir().join(".tmp-deadbeef").exists());
+}
+
+#[tokio::test]
+async fn compare_and_swap_refuses_stale_writes() {
+    for store in [Box::new(MemoryStore::default()) as Box<dyn std::any::Any>] {
+        let store = store.downcast::<MemoryStore>().unwrap();
+        let vault = Vault::new(Keyring::generate(), *store);
+        vault.put("c", "a", &ProviderId::Irs, &AccessToken::new("t")).await.unwrap();
+        let mut record = vault.store().get("a").await.unwrap().unwrap();
+        assert_eq!(record.version, 1);
+        record.version = 0;
+        assert_eq!(vault.store().put(&record, Expect::Version(1)).await.unwrap(), 2);
+        assert!(matches!(vault.store().put(&record, Expect::Version(1)).await, Err(StoreError::Conflict)));
+        assert!(matches!(vault.store().put(&record, Expect::Absent).await, Err(StoreError::Conflict)));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let vault = Vault::new(Keyring::generate(), store.clone());
+    vault.put("c", "a", &ProviderId::Irs, &AccessToken::new("t")).await.unwrap();
+    let record = store.get("a").await.unwrap().unwrap();
+    // Many concurrent writers expecting version 1: exactly one wins.
+    let results = futures_join(16, |_| {
+        let (store, record) = (store.clone(), record.clone());
+        async move { store.put(&record, Expect::Version(1)).await }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(StoreError::Conflict))));
+}
+
+async fn futures_join<F, T>(n: usize, f: impl Fn(usize) -> F) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(f(i))).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[test]
+fn the_nonce_budget_is_enforced() {
+    let mut ring = Keyring::generate();
+    ring.set_seal_limit(3);
+    for _ in 0..3 {
+        ring.seal(&ID, b"t").unwrap();
+    }
+    let primary = ring.primary();
+    assert!(matches!(ring.seal(&ID, b"t"), Err(VaultError::NonceBudgetExhausted(k)) if k == primary));
+    assert_eq!(ring.seals(primary), Some(4));
+    let fresh = ring.add_key();
+    ring.promote(fresh).unwrap();
+    ring.seal(&ID, b"t").expect("a rotated key seals again");
+}
+
+#[test]
+fn keyring_errors_and_debug_never_show_key_material() {
+    let ring = golden_ring();
+    let debug = format!("{ring:?}");
+    assert!(!debug.contains("ERER") && !debug.contains("IiIi"), "{debug}");
+    let secret_looking = "c2VjcmV0LWtleS1tYXRlcmlhbC10aGF0LWlzLXRvby1sb25nLXRvLWJlLWEta2V5";
+    for text in [
+        format!("1 primary {secret_looking}"),
+        format!("1 primry {secret_looking}"),
+        format!("x primary {secret_looking}"),
+        secret_looking.to_owned(),
+        "1 active ERERERERERERERERERERERERERERERERERERERERERE=".to_owned(),
+    ] {
+        let err = Keyring::parse(&text).unwrap_err().to_string();
+        assert!(!err.contains(secret_looking) && !err.contains("ERER"), "{err}");
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(u8, u8),
+    Open(u8),
+    Delete(u8),
+    AddKey,
+    Promote(u8),
+    Retire(u8),
+    Rewrap,
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..4u8, 0..8u8).prop_map(|(a, t)| Op::Put(a, t)),
+        3 => (0..4u8).prop_map(Op::Open),
+        1 => (0..4u8).prop_map(Op::Delete),
+        1 => Just(Op::AddKey),
+        1 => (0..4u8).prop_map(Op::Promote),
+        1 => (0..4u8).prop_map(Op::Retire),
+        1 => Just(Op::Rewrap),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// The reference model: which token each account holds under which key, and the keys.
+#[derive(Default)]
+struct Model {
+    records: std::collections::BTreeMap<String, (String, u32)>,
+    keys: std::collections::BTreeMap<u32, KeyStatus>,
+    primary: u32,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn vault_agrees_with_its_model(ops in proptest::collection::vec(op(), 1..30)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let mut vault = Vault::new(Keyring::generate(), FileStore::open(dir.path()).unwrap());
+            let mut model = Model { primary: 1, ..Model::default() };
+            model.keys.insert(1, KeyStatus::Primary);
+            let account = |a: u8| format!("acct-{a}");
+            for op in ops {
+                match op {
+                    Op::Put(a, t) => {
+                        let token = format!("token-{t}");
+                        let stored = vault.put("c", &account(a), &ProviderId::Irs, &AccessToken::new(token.as_str())).await.unwrap();
+                        assert_eq!(stored.key_id(), KeyId(model.primary));
+                        model.records.insert(account(a), (token, model.primary));
+                    }
+                    Op::Open(a) => {
+                        let got = vault.open(&account(a)).await;
+                        match model.records.get(&account(a)) {
+                            None => assert!(matches!(got, Err(Error::Vault(VaultError::NotFound)))),
+                            Some((_, k)) if model.keys[k] == KeyStatus::Retired => {
+                                assert!(matches!(got, Err(Error::Vault(VaultError::KeyRetired(_)))))
+                            }
+                            Some((t, _)) => assert_eq!(got.unwrap().expose_secret(), t),
+                        }
+                    }
+                    Op::Delete(a) => {
+                        assert_eq!(vault.delete(&account(a)).await.unwrap(), model.records.remove(&account(a)).is_some());
+                    }
+                    Op::AddKey => {
+                        let id = vault.update_keyring(|k| k.add_key());
+                        let expected = model.keys.keys().next_back().unwrap() + 1;
+                        assert_eq!(id, KeyId(expected));
+                        model.keys.insert(expected, KeyStatus::Active);
+                    }
+                    Op::Promote(i) => {
+                        let id = 1 + u32::from(i);
+                        let got = vault.update_keyring(|k| k.promote(KeyId(id)));
+                        match model.keys.get(&id) {
+                            Some(KeyStatus::Active | KeyStatus::Primary) => {
+                                got.unwrap();
+                                model.keys.insert(model.primary, KeyStatus::Active);
+                                model.keys.insert(id, KeyStatus::Primary);
+                                model.primary = id;
+                            }
+                            _ => assert!(got.is_err()),
+                        }
+                    }
+                    Op::Retire(i) => {
+                        let id = 1 + u32::from(i);
+                        let got = vault.update_keyring(|k| k.retire(KeyId(id)));
+                        if model.keys.contains_key(&id) && id != model.primary {
+                            got.unwrap();
+                            model.keys.insert(id, KeyStatus::Retired);
+                        } else {
+                            assert!(got.is_err());
+                        }
+                    }
+                    Op::Rewrap => {
+                        let got = vault.rewrap(|_, _| {}).await;
+                        let mut failed = false;
+                        for (_, (_, key)) in model.records.iter_mut() {
+                            if *key == model.primary {
+                                continue;
+                            }
+                            if model.keys[key] == KeyStatus::Retired {
+                                failed = true;
+                                break;
+                            }
+                            *key = model.primary;
+                        }
+                        assert_eq!(got.is_err(), failed, "{got:?}");
+                    }
+                    Op::Reopen => {
+                        let text = vault.with_keyring(|k| k.to_text());
+                        vault = Vault::new(Keyring::parse(&text).unwrap(), FileStore::open(dir.path()).unwrap());
+                    }
+                }
+                let listed: Vec<(String, u32)> = vault
+                    .list()
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|s| (s.account_id().to_owned(), s.key_id().0))
+                    .collect();
+                let expected: Vec<(String, u32)> = model.records.iter().map(|(a, (_, k))| (a.clone(), *k)).collect();
+                assert_eq!(listed, expected);
+            }
+        });
+    }
+}
