@@ -6,27 +6,40 @@ use std::os::unix::fs::PermissionsExt;
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::KeyInit;
 use chart_auth::vault::{
-    Expect, FileStore, KeyId, KeyStatus, Keyring, MemoryStore, RecordIdentity, StoreError, TokenStore, Vault,
-    VaultError, decrypt_detached, encrypt_detached,
+    Expect, FileStore, KeyId, KeyStatus, Keyring, MemoryStore, RecordIdentity, StoreError,
+    TokenStore, Vault, VaultError, decrypt_detached, encrypt_detached,
 };
 use chart_auth::{AccessToken, Error, ProviderId};
 use proptest::prelude::*;
 use sha2::Digest;
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
-const ID: RecordIdentity<'static> =
-    RecordIdentity { client_id: "golden-client", account_id: "golden-account", provider_id: "turbotax" };
+const ID: RecordIdentity<'static> = RecordIdentity {
+    client_id: "golden-client",
+    account_id: "golden-account",
+    provider_id: "turbotax",
+};
 
 #[test]
 fn wycheproof_aes_256_gcm_96_bit_iv_vectors() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wycheproof/");
     let json = std::fs::read(format!("{dir}aes_gcm_test.json")).unwrap();
     let pinned = std::fs::read_to_string(format!("{dir}aes_gcm_test.json.sha256")).unwrap();
-    let digest: String = sha2::Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(pinned.split_whitespace().next(), Some(digest.as_str()), "the vendored vectors changed");
+    let digest: String = sha2::Sha256::digest(&json)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        pinned.split_whitespace().next(),
+        Some(digest.as_str()),
+        "the vendored vectors changed"
+    );
 
     let doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
     let (mut valid, mut invalid) = (0, 0);
@@ -52,13 +65,20 @@ fn wycheproof_aes_256_gcm_96_bit_iv_vectors() {
                     valid += 1;
                 }
                 _ => {
-                    assert!(matches!(opened, Err(VaultError::Tampered)), "tcId {} opened", t["tcId"]);
+                    assert!(
+                        matches!(opened, Err(VaultError::Tampered)),
+                        "tcId {} opened",
+                        t["tcId"]
+                    );
                     invalid += 1;
                 }
             }
         }
     }
-    assert!(valid >= 20 && invalid >= 10, "{valid} valid, {invalid} invalid cases ran");
+    assert!(
+        valid >= 20 && invalid >= 10,
+        "{valid} valid, {invalid} invalid cases ran"
+    );
 }
 
 /// Sealed once, with keys 7 (0x11 × 32) and 8 (0x22 × 32). They must open forever.
@@ -74,12 +94,21 @@ fn golden_ring() -> Keyring {
 #[test]
 fn golden_blobs_keep_opening() {
     let ring = golden_ring();
-    assert_eq!(&ring.open(&ID, &hex(GOLDEN_7)).unwrap()[..], b"golden-token-under-key-7");
-    assert_eq!(&ring.open(&ID, &hex(GOLDEN_8)).unwrap()[..], b"golden-token-under-key-8");
+    assert_eq!(
+        &ring.open(&ID, &hex(GOLDEN_7)).unwrap()[..],
+        b"golden-token-under-key-7"
+    );
+    assert_eq!(
+        &ring.open(&ID, &hex(GOLDEN_8)).unwrap()[..],
+        b"golden-token-under-key-8"
+    );
     // The keyring text format is frozen too.
     let text = "7 primary ERERERERERERERERERERERERERERERERERERERERERE=\n8 active IiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiI=\n";
     let parsed = Keyring::parse(text).unwrap();
-    assert_eq!(&parsed.open(&ID, &hex(GOLDEN_8)).unwrap()[..], b"golden-token-under-key-8");
+    assert_eq!(
+        &parsed.open(&ID, &hex(GOLDEN_8)).unwrap()[..],
+        b"golden-token-under-key-8"
+    );
 }
 
 #[test]
@@ -91,7 +120,10 @@ fn every_flipped_bit_and_truncation_is_refused() {
         bad[bit / 8] ^= 1 << (bit % 8);
         let err = ring.open(&ID, &bad).unwrap_err();
         assert!(
-            matches!(err, VaultError::Tampered | VaultError::UnknownVersion(_) | VaultError::UnknownKey(_)),
+            matches!(
+                err,
+                VaultError::Tampered | VaultError::UnknownVersion(_) | VaultError::UnknownKey(_)
+            ),
             "bit {bit}: {err:?}"
         );
     }
@@ -105,21 +137,42 @@ fn swapped_key_ids_and_moved_records_fail() {
     let ring = golden_ring();
     let mut swapped = hex(GOLDEN_7);
     swapped[1..5].copy_from_slice(&8u32.to_be_bytes());
-    assert!(matches!(ring.open(&ID, &swapped), Err(VaultError::Tampered)));
+    assert!(matches!(
+        ring.open(&ID, &swapped),
+        Err(VaultError::Tampered)
+    ));
     let blob = hex(GOLDEN_7);
     for moved in [
-        RecordIdentity { account_id: "another-account", ..ID },
-        RecordIdentity { client_id: "another-client", ..ID },
-        RecordIdentity { provider_id: "irs", ..ID },
+        RecordIdentity {
+            account_id: "another-account",
+            ..ID
+        },
+        RecordIdentity {
+            client_id: "another-client",
+            ..ID
+        },
+        RecordIdentity {
+            provider_id: "irs",
+            ..ID
+        },
     ] {
-        assert!(matches!(ring.open(&moved, &blob), Err(VaultError::Tampered)), "{moved:?}");
+        assert!(
+            matches!(ring.open(&moved, &blob), Err(VaultError::Tampered)),
+            "{moved:?}"
+        );
     }
     let mut unknown_version = blob.clone();
     unknown_version[0] = 2;
-    assert!(matches!(ring.open(&ID, &unknown_version), Err(VaultError::UnknownVersion(2))));
+    assert!(matches!(
+        ring.open(&ID, &unknown_version),
+        Err(VaultError::UnknownVersion(2))
+    ));
     let mut unknown_key = blob;
     unknown_key[1..5].copy_from_slice(&99u32.to_be_bytes());
-    assert!(matches!(ring.open(&ID, &unknown_key), Err(VaultError::UnknownKey(KeyId(99)))));
+    assert!(matches!(
+        ring.open(&ID, &unknown_key),
+        Err(VaultError::UnknownKey(KeyId(99)))
+    ));
 }
 
 #[tokio::test]
@@ -128,22 +181,34 @@ async fn tinks_four_phase_rotation() {
     let vault = Vault::new(Keyring::generate(), FileStore::open(dir.path()).unwrap());
     let old = vault.with_keyring(|k| k.primary());
     let provider = ProviderId::Irs;
-    vault.put("c", "a1", &provider, &AccessToken::new("t1")).await.unwrap();
+    vault
+        .put("c", "a1", &provider, &AccessToken::new("t1"))
+        .await
+        .unwrap();
 
     // 1. Add a key: it does not seal yet, and old records open.
     let new = vault.update_keyring(|k| k.add_key());
-    let s2 = vault.put("c", "a2", &provider, &AccessToken::new("t2")).await.unwrap();
+    let s2 = vault
+        .put("c", "a2", &provider, &AccessToken::new("t2"))
+        .await
+        .unwrap();
     assert_eq!(s2.key_id(), old);
     // 2. Promote it: new records use it.
     vault.update_keyring(|k| k.promote(new)).unwrap();
-    let s3 = vault.put("c", "a3", &provider, &AccessToken::new("t3")).await.unwrap();
+    let s3 = vault
+        .put("c", "a3", &provider, &AccessToken::new("t3"))
+        .await
+        .unwrap();
     assert_eq!(s3.key_id(), new);
     // 3. Both keys open.
     for (a, t) in [("a1", "t1"), ("a2", "t2"), ("a3", "t3")] {
         assert_eq!(vault.open(a).await.unwrap().expose_secret(), t);
     }
     let report = vault.rewrap(|_, _| {}).await.unwrap();
-    assert_eq!((report.rewrapped, report.unchanged, report.raced), (2, 1, 0));
+    assert_eq!(
+        (report.rewrapped, report.unchanged, report.raced),
+        (2, 1, 0)
+    );
     // 4. Retire the old key: everything still opens, because everything was rewrapped.
     vault.update_keyring(|k| k.retire(old)).unwrap();
     for (a, t) in [("a1", "t1"), ("a2", "t2"), ("a3", "t3")] {
@@ -154,7 +219,10 @@ async fn tinks_four_phase_rotation() {
     let ring_text = vault.with_keyring(|k| k.to_text());
     let mut ring = Keyring::parse(&ring_text).unwrap();
     assert!(ring.retire(new).is_err(), "the primary cannot retire");
-    assert_eq!(ring.keys().collect::<Vec<_>>(), [(old, KeyStatus::Retired), (new, KeyStatus::Primary)]);
+    assert_eq!(
+        ring.keys().collect::<Vec<_>>(),
+        [(old, KeyStatus::Retired), (new, KeyStatus::Primary)]
+    );
 }
 
 #[tokio::test]
@@ -163,21 +231,48 @@ async fn file_store_is_private_durable_and_reports_corruption() {
     let store = FileStore::open(dir.path().join("tokens")).unwrap();
     let vault = Vault::new(Keyring::generate(), store.clone());
     let token = "plaintext-token-4f1c9a";
-    vault.put("client", "acct/../1", &ProviderId::TurboTax, &AccessToken::new(token)).await.unwrap();
+    vault
+        .put(
+            "client",
+            "acct/../1",
+            &ProviderId::TurboTax,
+            &AccessToken::new(token),
+        )
+        .await
+        .unwrap();
     let path = store.record_path("acct/../1");
-    assert_eq!(path.parent(), Some(store.dir()), "account ids cannot escape the directory");
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(store.dir()).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        path.parent(),
+        Some(store.dir()),
+        "account ids cannot escape the directory"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(store.dir()).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     for entry in std::fs::read_dir(store.dir()).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        assert!(!String::from_utf8_lossy(&bytes).contains(token), "plaintext on disk");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(token),
+            "plaintext on disk"
+        );
     }
     assert_eq!(store.list().await.unwrap(), ["acct/../1"]);
 
     // A torn or corrupt file is reported, never dropped silently.
     std::fs::write(store.record_path("broken"), b"{\"version\": 1, \"acc").unwrap();
-    assert!(matches!(store.get("broken").await, Err(StoreError::Corrupt { .. })));
-    assert!(matches!(vault.list().await, Err(Error::Vault(VaultError::Store(StoreError::Corrupt { .. })))));
+    assert!(matches!(
+        store.get("broken").await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        vault.list().await,
+        Err(Error::Vault(VaultError::Store(StoreError::Corrupt { .. })))
+    ));
 
     // Stale temp files from a killed writer are cleaned when the store opens.
     std::fs::write(store.dir().join(".tmp-deadbeef"), b"half a record").unwrap();
@@ -190,18 +285,37 @@ async fn compare_and_swap_refuses_stale_writes() {
     for store in [Box::new(MemoryStore::default()) as Box<dyn std::any::Any>] {
         let store = store.downcast::<MemoryStore>().unwrap();
         let vault = Vault::new(Keyring::generate(), *store);
-        vault.put("c", "a", &ProviderId::Irs, &AccessToken::new("t")).await.unwrap();
+        vault
+            .put("c", "a", &ProviderId::Irs, &AccessToken::new("t"))
+            .await
+            .unwrap();
         let mut record = vault.store().get("a").await.unwrap().unwrap();
         assert_eq!(record.version, 1);
         record.version = 0;
-        assert_eq!(vault.store().put(&record, Expect::Version(1)).await.unwrap(), 2);
-        assert!(matches!(vault.store().put(&record, Expect::Version(1)).await, Err(StoreError::Conflict)));
-        assert!(matches!(vault.store().put(&record, Expect::Absent).await, Err(StoreError::Conflict)));
+        assert_eq!(
+            vault
+                .store()
+                .put(&record, Expect::Version(1))
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(matches!(
+            vault.store().put(&record, Expect::Version(1)).await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(matches!(
+            vault.store().put(&record, Expect::Absent).await,
+            Err(StoreError::Conflict)
+        ));
     }
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path()).unwrap();
     let vault = Vault::new(Keyring::generate(), store.clone());
-    vault.put("c", "a", &ProviderId::Irs, &AccessToken::new("t")).await.unwrap();
+    vault
+        .put("c", "a", &ProviderId::Irs, &AccessToken::new("t"))
+        .await
+        .unwrap();
     let record = store.get("a").await.unwrap().unwrap();
     // Many concurrent writers expecting version 1: exactly one wins.
     let results = futures_join(16, |_| {
@@ -210,7 +324,12 @@ async fn compare_and_swap_refuses_stale_writes() {
     })
     .await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
-    assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(StoreError::Conflict))));
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| matches!(r, Err(StoreError::Conflict)))
+    );
 }
 
 async fn futures_join<F, T>(n: usize, f: impl Fn(usize) -> F) -> Vec<T>
@@ -234,7 +353,9 @@ fn the_nonce_budget_is_enforced() {
         ring.seal(&ID, b"t").unwrap();
     }
     let primary = ring.primary();
-    assert!(matches!(ring.seal(&ID, b"t"), Err(VaultError::NonceBudgetExhausted(k)) if k == primary));
+    assert!(
+        matches!(ring.seal(&ID, b"t"), Err(VaultError::NonceBudgetExhausted(k)) if k == primary)
+    );
     assert_eq!(ring.seals(primary), Some(4));
     let fresh = ring.add_key();
     ring.promote(fresh).unwrap();
@@ -245,7 +366,10 @@ fn the_nonce_budget_is_enforced() {
 fn keyring_errors_and_debug_never_show_key_material() {
     let ring = golden_ring();
     let debug = format!("{ring:?}");
-    assert!(!debug.contains("ERER") && !debug.contains("IiIi"), "{debug}");
+    assert!(
+        !debug.contains("ERER") && !debug.contains("IiIi"),
+        "{debug}"
+    );
     let secret_looking = "c2VjcmV0LWtleS1tYXRlcmlhbC10aGF0LWlzLXRvby1sb25nLXRvLWJlLWEta2V5";
     for text in [
         format!("1 primary {secret_looking}"),
@@ -255,7 +379,10 @@ fn keyring_errors_and_debug_never_show_key_material() {
         "1 active ERERERERERERERERERERERERERERERERERERERERERE=".to_owned(),
     ] {
         let err = Keyring::parse(&text).unwrap_err().to_string();
-        assert!(!err.contains(secret_looking) && !err.contains("ERER"), "{err}");
+        assert!(
+            !err.contains(secret_looking) && !err.contains("ERER"),
+            "{err}"
+        );
     }
 }
 

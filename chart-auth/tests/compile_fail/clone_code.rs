@@ -1,0 +1,6 @@
+use chart_auth::AuthorizationCode;
+
+fn main() {
+    let code = AuthorizationCode::new("abc");
+    let _copy = code.clone();
+}

@@ -1,0 +1,240 @@
+//! The signed Connect `state`, the callback verification and the parsers.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chart_auth::{
+    AuthorizationCode, ChartClient, ClientSecret, Config, Error, Flow, FlowKind, ProviderId,
+    StateError, StateSigner, TokenResponse,
+};
+use proptest::prelude::*;
+
+fn redirect() -> Flow {
+    Flow::Redirect {
+        redirect_uri: "https://app.example.com/api/chart/callback".into(),
+    }
+}
+
+#[test]
+fn verification_refuses_each_kind_of_bad_state() {
+    let signer = StateSigner::generate();
+    let now = SystemTime::now();
+    let state = signer.issue_at(&redirect(), b"alice", now);
+    let ok = signer
+        .verify_at(&state, b"alice", FlowKind::Redirect, now)
+        .unwrap();
+    assert_eq!(ok.flow(), &redirect());
+
+    // Forged: another key, or garbage.
+    let other = StateSigner::generate().issue_at(&redirect(), b"alice", now);
+    assert_eq!(
+        signer
+            .verify_at(&other, b"alice", FlowKind::Redirect, now)
+            .unwrap_err(),
+        StateError::Forged
+    );
+    for junk in ["", "x", "%%%", &"A".repeat(5000)] {
+        assert_eq!(
+            signer
+                .verify_at(junk, b"alice", FlowKind::Redirect, now)
+                .unwrap_err(),
+            StateError::Forged
+        );
+    }
+    // Expired.
+    let later = now + StateSigner::DEFAULT_TTL + Duration::from_secs(1);
+    assert_eq!(
+        signer
+            .verify_at(&state, b"alice", FlowKind::Redirect, later)
+            .unwrap_err(),
+        StateError::Expired
+    );
+    // Another session.
+    assert_eq!(
+        signer
+            .verify_at(&state, b"mallory", FlowKind::Redirect, now)
+            .unwrap_err(),
+        StateError::SessionMismatch
+    );
+    // The other flow.
+    assert_eq!(
+        signer
+            .verify_at(&state, b"alice", FlowKind::Embedded, now)
+            .unwrap_err(),
+        StateError::FlowMismatch
+    );
+    // Each state is unique, and its id is stable through verification.
+    let again = signer.issue_at(&redirect(), b"alice", now);
+    assert_ne!(state, again);
+    assert_ne!(
+        ok.id(),
+        signer
+            .verify_at(&again, b"alice", FlowKind::Redirect, now)
+            .unwrap()
+            .id()
+    );
+}
+
+#[test]
+fn shared_keys_verify_across_instances_and_short_keys_are_refused() {
+    let key = [7u8; 32];
+    let a = StateSigner::from_key(&key).unwrap();
+    let b = StateSigner::from_key(&key).unwrap();
+    let state = a.issue(&Flow::Embedded, b"s");
+    b.verify(&state, b"s", FlowKind::Embedded).unwrap();
+    assert!(matches!(
+        StateSigner::from_key(&[1; 16]),
+        Err(Error::Config(_))
+    ));
+    assert!(!format!("{a:?}").contains("7, 7"));
+}
+
+#[test]
+fn receive_code_maps_state_errors_and_refuses_empty_codes() {
+    let client = ChartClient::new(
+        Config::builder("c", ClientSecret::new("s"))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let start = client.begin_connect(Flow::Embedded, b"s1").unwrap();
+    assert!(start.connect_url.is_none());
+    let err = client
+        .receive_code(
+            AuthorizationCode::new("code"),
+            &start.state,
+            b"s2",
+            FlowKind::Embedded,
+        )
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidState(StateError::SessionMismatch)
+    ));
+    assert!(!err.user_message().is_empty());
+    let err = client
+        .receive_code(
+            AuthorizationCode::new(""),
+            &start.state,
+            b"s1",
+            FlowKind::Embedded,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::BadCallback(_)));
+    let conn = client
+        .receive_code(
+            AuthorizationCode::new("code"),
+            &start.state,
+            b"s1",
+            FlowKind::Embedded,
+        )
+        .unwrap();
+    assert_eq!(conn.flow(), &Flow::Embedded);
+    assert!(!format!("{conn:?}").contains("code\""), "{conn:?}");
+}
+
+#[test]
+fn connect_urls_are_encoded_and_redirect_uris_checked() {
+    let client = ChartClient::new(
+        Config::builder("my client", ClientSecret::new("s"))
+            .connect_base("http://127.0.0.1:4010/connect")
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let start = client.begin_connect(redirect(), b"s").unwrap();
+    let url = start.connect_url.unwrap();
+    assert!(url.starts_with("http://127.0.0.1:4010/connect?client_id=my+client&redirect_uri=https%3A%2F%2Fapp.example.com"), "{url}");
+    assert!(url.ends_with(&format!("state={}", start.state)));
+    let err = client.begin_connect(
+        Flow::Redirect {
+            redirect_uri: "http://evil.example.com/cb".into(),
+        },
+        b"s",
+    );
+    assert!(matches!(err, Err(Error::Config(_))));
+}
+
+#[test]
+fn token_responses_accept_either_account_name_and_any_provider() {
+    let a = TokenResponse::parse(br#"{"account_id":"a","provider_id":"hr","access_token":"t"}"#)
+        .unwrap();
+    assert_eq!(
+        (a.account_id.as_str(), a.provider_id),
+        ("a", ProviderId::HrBlock)
+    );
+    let b = TokenResponse::parse(
+        br#"{"taxpayer_id":"b","provider_id":"brand_new","access_token":"t"}"#,
+    )
+    .unwrap();
+    assert_eq!(b.provider_id, ProviderId::Other("brand_new".into()));
+    for known in ProviderId::known() {
+        assert_eq!(ProviderId::from(known.as_str()), known);
+    }
+    for bad in [
+        &b"{}"[..],
+        b"null",
+        br#"{"account_id":"a","provider_id":"p"}"#,
+        br#"{"account_id":"","provider_id":"p","access_token":"t"}"#,
+    ] {
+        assert!(matches!(
+            TokenResponse::parse(bad),
+            Err(Error::MalformedResponse { .. })
+        ));
+    }
+}
+
+proptest! {
+    #[test]
+    fn states_round_trip(session in proptest::collection::vec(any::<u8>(), 0..64), uri in "https://[a-z]{1,12}\\.example/[a-z/]{0,20}", embedded in any::<bool>()) {
+        let signer = StateSigner::generate();
+        let flow = if embedded { Flow::Embedded } else { Flow::Redirect { redirect_uri: uri } };
+        let state = signer.issue(&flow, &session);
+        let verified = signer.verify(&state, &session, flow.kind()).unwrap();
+        prop_assert_eq!(verified.flow(), &flow);
+    }
+
+    #[test]
+    fn any_mutation_of_a_state_is_rejected(index in any::<prop::sample::Index>(), flip in 1u8..=255) {
+        let signer = StateSigner::generate();
+        let state = signer.issue(&redirect(), b"s");
+        let mut raw = URL_SAFE_NO_PAD.decode(&state).unwrap();
+        let i = index.index(raw.len());
+        raw[i] ^= flip;
+        let forged = URL_SAFE_NO_PAD.encode(&raw);
+        prop_assert_eq!(signer.verify(&forged, b"s", FlowKind::Redirect).unwrap_err(), StateError::Forged);
+        // Truncations and extensions too.
+        prop_assert!(signer.verify(&state[..i.min(state.len() - 1)], b"s", FlowKind::Redirect).is_err());
+        let extended = format!("{state}A");
+        prop_assert!(signer.verify(&extended, b"s", FlowKind::Redirect).is_err());
+    }
+
+    #[test]
+    fn arbitrary_states_never_panic(state in ".{0,300}", session in proptest::collection::vec(any::<u8>(), 0..16)) {
+        let _ = StateSigner::generate().verify(&state, &session, FlowKind::Embedded);
+    }
+
+    #[test]
+    fn token_parser_never_panics_and_round_trips(account in "[a-z0-9-]{1,40}", provider in "[a-z_-]{1,20}", token in "tok_[A-Za-z0-9._~-]{8,80}", use_taxpayer in any::<bool>()) {
+        let key = if use_taxpayer { "taxpayer_id" } else { "account_id" };
+        let body = serde_json::json!({ key: account, "provider_id": provider, "access_token": token });
+        let parsed = TokenResponse::parse(body.to_string().as_bytes()).unwrap();
+        prop_assert_eq!(&parsed.account_id, &account);
+        prop_assert_eq!(parsed.provider_id.as_str(), provider.as_str());
+        prop_assert_eq!(parsed.access_token.expose_secret(), token.as_str());
+        let shown = format!("{parsed:?}");
+        prop_assert!(!shown.contains(&token));
+    }
+
+    #[test]
+    fn token_parser_errors_never_echo_input(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        if let Err(e) = TokenResponse::parse(&body) {
+            let shown = format!("{e} {e:?}");
+            if body.len() >= 8 {
+                let text = String::from_utf8_lossy(&body);
+                prop_assert!(!shown.contains(text.as_ref()));
+            }
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The secret-leak proof: complete flows, every error and every fault, under a TRACE
+//! subscriber and a panic hook. Everything captured (logs of the SDK and the mock,
+//! panic messages, the mock's journal, Debug and Display of every value the caller
+//! sees) is searched for every secret value. None may appear.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chart_auth::vault::{FileStore, Keyring, Vault};
+use chart_auth::{AuthorizationCode, ChartClient, ClientSecret, Config, Flow, FlowKind};
+use chart_mock_server::{
+    ClientConfig, Fault, FaultKind, MintRequest, MockConfig, MockServer, Scenario,
+};
+use support::{SESSION, redirect_uri};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn fault(kind: FaultKind) -> Fault {
+    Fault {
+        kind,
+        path: "/auth/token".into(),
+        times: 1,
+        status: None,
+        delay_ms: None,
+        retry_after: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+    let panics = capture.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = writeln!(panics.clone(), "PANIC: {info}");
+    }));
+
+    let client_secret = format!("client-secret-{}", uuid_like());
+    let mut config = MockConfig {
+        tls: true,
+        slow_ms: 50,
+        ..MockConfig::default()
+    };
+    config.clients = vec![ClientConfig {
+        client_id: "leak-test-client".into(),
+        client_secret: client_secret.clone(),
+        redirect_uris: vec![redirect_uri()],
+    }];
+    let mock = MockServer::start(config).await.unwrap();
+    let build = |secret: &str| {
+        ChartClient::new(
+            Config::builder("leak-test-client", ClientSecret::new(secret))
+                .api_base(mock.url())
+                .webpki_roots(false)
+                .add_root_certificates_pem(mock.ca_pem().unwrap().as_bytes())
+                .connect_timeout(Duration::from_millis(300))
+                .request_timeout(Duration::from_millis(300))
+                .deadline(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let client = build(&client_secret);
+    let wrong_secret = format!("wrong-secret-{}", uuid_like());
+    let wrong = build(&wrong_secret);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let keyring = Keyring::generate();
+    let keyring_text = keyring.to_text();
+    let vault = Vault::new(keyring, FileStore::open(&dir).unwrap());
+
+    let mut secrets: Vec<String> = vec![client_secret.clone(), wrong_secret];
+    for line in keyring_text.lines().filter(|l| !l.starts_with('#')) {
+        secrets.push(line.split_whitespace().last().unwrap().to_owned());
+    }
+    let mut seen = String::new();
+
+    let mint = |redirect: bool, scenario: Scenario| {
+        mock.mint_code(&MintRequest {
+            client_id: "leak-test-client".into(),
+            provider_id: None,
+            redirect_uri: redirect.then(redirect_uri),
+            scenario: Some(scenario),
+        })
+        .unwrap()
+        .code
+    };
+    let receive = |client: &ChartClient, code: &str, flow: Flow| {
+        let kind: FlowKind = flow.kind();
+        let start = client.begin_connect(flow, SESSION).unwrap();
+        client
+            .receive_code(AuthorizationCode::new(code), &start.state, SESSION, kind)
+            .unwrap()
+    };
+
+    // Successes in both flows, stored, introspected, one disconnected.
+    for redirect in [true, false] {
+        let code = mint(redirect, Scenario::Success);
+        secrets.push(code.clone());
+        let flow = if redirect {
+            Flow::Redirect {
+                redirect_uri: redirect_uri(),
+            }
+        } else {
+            Flow::Embedded
+        };
+        let conn = receive(&client, &code, flow);
+        seen += &format!("{conn:?}\n");
+        let exchanged = conn.exchange(&client).await.unwrap();
+        secrets.push(exchanged.access_token().expose_secret().to_owned());
+        seen += &format!("{exchanged:?}\n");
+        let stored = exchanged.store(&vault).await.unwrap();
+        seen += &format!(
+            "{stored:?}\n{:?}\n",
+            client
+                .introspect(&vault, stored.account_id())
+                .await
+                .unwrap()
+        );
+        if redirect {
+            client
+                .disconnect(&vault, stored.account_id())
+                .await
+                .unwrap();
+        }
+        // Reuse: invalid_grant, and the token is revoked.
+        let err = receive(&client, &code, Flow::Embedded)
+            .exchange(&client)
+            .await
+            .unwrap_err();
+        seen += &format!("{err}\n{err:?}\n");
+    }
+
+    // Every error row and scenario.
+    let mut errors = Vec::new();
+    for scenario in [
+        Scenario::ServerError,
+        Scenario::Denied,
+        Scenario::Slow,
+        Scenario::RateLimited,
+    ] {
+        let code = mint(false, scenario);
+        secrets.push(code.clone());
+        errors.push(
+            receive(&client, &code, Flow::Embedded)
+                .exchange(&client)
+                .await
+                .map(|_| ()),
+        );
+    }
+    let code = mint(false, Scenario::Success);
+    secrets.push(code.clone());
+    errors.push(
+        receive(&wrong, &code, Flow::Embedded)
+            .exchange(&wrong)
+            .await
+            .map(|_| ()),
+    );
+    mock.advance_clock(Duration::from_secs(601));
+    errors.push(
+        receive(&client, &code, Flow::Embedded)
+            .exchange(&client)
+            .await
+            .map(|_| ()),
+    );
+    for status in [400u16, 401, 405, 413, 415, 429, 500, 503] {
+        mock.add_fault(Fault {
+            status: Some(status),
+            retry_after: Some(0),
+            times: 3,
+            ..fault(FaultKind::Status)
+        });
+        let code = mint(false, Scenario::Success);
+        secrets.push(code.clone());
+        errors.push(
+            receive(&client, &code, Flow::Embedded)
+                .exchange(&client)
+                .await
+                .map(|_| ()),
+        );
+        mock.clear_faults();
+    }
+    // Every fault kind.
+    for f in [
+        fault(FaultKind::Reset),
+        fault(FaultKind::Empty),
+        fault(FaultKind::Truncated),
+        fault(FaultKind::MalformedJson),
+        Fault {
+            delay_ms: Some(1_000),
+            ..fault(FaultKind::Latency)
+        },
+    ] {
+        mock.add_fault(f);
+        let code = mint(true, Scenario::Success);
+        secrets.push(code.clone());
+        errors.push(
+            receive(
+                &client,
+                &code,
+                Flow::Redirect {
+                    redirect_uri: redirect_uri(),
+                },
+            )
+            .exchange(&client)
+            .await
+            .map(|_| ()),
+        );
+    }
+    for e in errors {
+        match e {
+            Ok(()) => seen += "ok\n",
+            Err(e) => seen += &format!("{e}\n{e:?}\n{}\n", e.user_message()),
+        }
+    }
+
+    // A panic while a secret is in scope shows only the redacted Debug.
+    let token = vault
+        .list()
+        .await
+        .unwrap()
+        .pop()
+        .map(|s| s.account_id().to_owned())
+        .unwrap();
+    let token = vault.open(&token).await.unwrap();
+    let _ = std::panic::catch_unwind(|| panic!("boom with {token:?}"));
+
+    seen += &serde_json::to_string(&mock.journal()).unwrap();
+    seen += &format!("{client:?}\n{vault:?}\n");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        seen += &String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let _ = std::panic::take_hook();
+    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    assert!(logs.contains("chart.exchange"), "the TRACE capture works");
+    assert!(logs.contains("PANIC: "), "the panic hook works");
+    let everything = format!("{logs}\n{seen}");
+    assert!(secrets.len() >= 25, "{} secrets", secrets.len());
+    for secret in &secrets {
+        assert!(
+            !everything.contains(secret.as_str()),
+            "a secret leaked: {}…",
+            &secret[..6]
+        );
+    }
+}
+
+fn uuid_like() -> String {
+    let mut b = [0u8; 12];
+    getrandom_fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn getrandom_fill(b: &mut [u8]) {
+    use std::hash::{BuildHasher, RandomState};
+    for (i, x) in b.iter_mut().enumerate() {
+        *x = RandomState::new().hash_one(i) as u8;
+    }
+}
