@@ -32,8 +32,23 @@ pub const API_VERSION: &str = "2024-01-01";
 pub enum MockBody {
     /// The whole body.
     Full(Option<Bytes>),
-    /// Sends `first` (if any), then breaks the connection.
-    Broken(Option<Bytes>),
+    /// Sends `first` (if any), lets it reach the wire, then breaks the connection.
+    Broken {
+        /// What is sent before the break.
+        first: Option<Bytes>,
+        /// A short pause that makes hyper flush what was sent before the break.
+        pause: Pin<Box<tokio::time::Sleep>>,
+    },
+}
+
+impl MockBody {
+    /// A body that sends `first`, then breaks the connection.
+    pub fn broken(first: Bytes) -> Self {
+        Self::Broken {
+            first: Some(first),
+            pause: Box::pin(tokio::time::sleep(Duration::from_millis(20))),
+        }
+    }
 }
 
 impl Body for MockBody {
@@ -42,15 +57,22 @@ impl Body for MockBody {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Poll::Ready(match self.get_mut() {
-            Self::Full(data) => data.take().map(|d| Ok(Frame::data(d))),
-            Self::Broken(data) => Some(match data.take() {
-                Some(d) if !d.is_empty() => Ok(Frame::data(d)),
-                _ => Err(std::io::Error::other("fault injected: connection cut")),
-            }),
-        })
+        match self.get_mut() {
+            Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Self::Broken { first, pause } => {
+                if let Some(d) = first.take().filter(|d| !d.is_empty()) {
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+                match pause.as_mut().poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(()) => Poll::Ready(Some(Err(std::io::Error::other(
+                        "fault injected: connection cut",
+                    )))),
+                }
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
@@ -60,7 +82,7 @@ impl Body for MockBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
-            Self::Broken(_) => SizeHint::default(),
+            Self::Broken { .. } => SizeHint::default(),
         }
     }
 }
@@ -202,7 +224,7 @@ pub async fn handle(
     match fault.map(|f| f.kind) {
         Some(FaultKind::Reset) => return Err(ResetConnection),
         Some(FaultKind::Empty) => {
-            resp = Response::new(MockBody::Broken(None));
+            resp = Response::new(MockBody::broken(Bytes::new()));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -225,7 +247,7 @@ pub async fn handle(
                 _ => Bytes::new(),
             };
             let half = whole.slice(..whole.len() / 2);
-            resp = Response::new(MockBody::Broken(Some(half)));
+            resp = Response::new(MockBody::broken(half));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),

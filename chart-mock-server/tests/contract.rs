@@ -1,0 +1,544 @@
+//! Every row of the contract (DESIGN §5), every control-plane route, every fault kind
+//! and every scenario, each run in-process and against the binary as a user starts it.
+
+mod common;
+
+use common::*;
+use http::{Method, StatusCode};
+use serde_json::json;
+
+/// Defines each case twice: once in-process, once against the binary.
+macro_rules! contract {
+    ($($name:ident($extra:expr) => $body:expr;)*) => {
+        mod in_process { use super::*; $(#[tokio::test] async fn $name() { let t = Target::in_process($extra).await; ($body)(t).await; })* }
+        mod binary { use super::*; $(#[tokio::test] async fn $name() { let t = Target::binary($extra).await; ($body)(t).await; })* }
+    };
+}
+
+async fn success_shape(t: Target) {
+    let code = t.code(Some(REDIRECT), "success").await;
+    let a = t.exchange(&code, Some(REDIRECT)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let body = a.json();
+    assert_eq!(body["account_id"], body["taxpayer_id"]);
+    assert_eq!(body["provider_id"], "chart-sandbox");
+    for k in ["account_id", "access_token"] {
+        let v = body[k].as_str().unwrap();
+        assert_eq!(v.len(), 36, "{k} is a UUID");
+        assert_eq!(v.matches('-').count(), 4);
+    }
+    // Embedded flow: no redirect_uri.
+    let code = t.code(None, "success").await;
+    assert_eq!(t.exchange(&code, None).await.status, StatusCode::OK);
+}
+
+async fn invalid_request_rows(t: Target) {
+    let code = t.code(None, "success").await;
+    let msg = t
+        .send(
+            Method::POST,
+            "/auth/token",
+            &[("content-type", "application/json")],
+            "{not json",
+        )
+        .await;
+    msg.error(400, "invalid_request_error");
+    let base = json!({"client_id": CLIENT, "client_secret": SECRET, "code": code});
+    for field in ["client_id", "client_secret", "code"] {
+        for bad in [None, Some(json!("")), Some(json!(42))] {
+            let mut body = base.clone();
+            match bad {
+                None => body.as_object_mut().unwrap().remove(field),
+                Some(v) => body.as_object_mut().unwrap().insert(field.into(), v),
+            };
+            let m = t
+                .post_json("/auth/token", &body)
+                .await
+                .error(400, "invalid_request_error");
+            assert!(m.contains(field), "the message names {field}: {m}");
+        }
+    }
+    let mut body = base.clone();
+    body["redirect_uri"] = json!(17);
+    assert!(
+        t.post_json("/auth/token", &body)
+            .await
+            .error(400, "invalid_request_error")
+            .contains("redirect_uri")
+    );
+    let a = t
+        .send(
+            Method::POST,
+            "/auth/token",
+            &[
+                ("content-type", "application/json"),
+                ("chart-api-version", "1999-01-01"),
+            ],
+            base.to_string(),
+        )
+        .await;
+    assert!(
+        a.error(400, "invalid_request_error")
+            .contains("Chart-API-Version")
+    );
+    let a = t
+        .send(
+            Method::POST,
+            "/auth/token",
+            &[
+                ("content-type", "application/json"),
+                ("chart-api-version", "2024-01-01"),
+            ],
+            base.to_string(),
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "none of the rejected requests spent the code"
+    );
+}
+
+async fn invalid_client_rows(t: Target) {
+    let code = t.code(None, "success").await;
+    let wrong_secret = t
+        .post_json(
+            "/auth/token",
+            &json!({"client_id": CLIENT, "client_secret": "nope", "code": code}),
+        )
+        .await;
+    let unknown = t
+        .post_json(
+            "/auth/token",
+            &json!({"client_id": "ghost", "client_secret": SECRET, "code": code}),
+        )
+        .await;
+    assert_eq!(
+        wrong_secret.error(401, "invalid_client_error"),
+        unknown.error(401, "invalid_client_error")
+    );
+    assert_eq!(
+        t.exchange(&code, None).await.status,
+        StatusCode::OK,
+        "a bad client does not spend the code"
+    );
+}
+
+async fn invalid_grant_rows(t: Target) {
+    t.exchange("never-issued", None)
+        .await
+        .error(400, "invalid_grant_error");
+    let used = t.code(None, "success").await;
+    assert_eq!(t.exchange(&used, None).await.status, StatusCode::OK);
+    t.exchange(&used, None)
+        .await
+        .error(400, "invalid_grant_error");
+    let expired = t.code(None, "success").await;
+    assert_eq!(
+        t.post_json("/__chart/clock", &json!({"advance_secs": 601}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    t.exchange(&expired, None)
+        .await
+        .error(400, "invalid_grant_error");
+    let other = t.mint(json!({"client_id": OTHER})).await.json()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.exchange(&other, None)
+        .await
+        .error(400, "invalid_grant_error");
+    let mismatched = t.code(Some(REDIRECT), "success").await;
+    t.exchange(&mismatched, Some(REDIRECT_2))
+        .await
+        .error(400, "invalid_grant_error");
+    let missing = t.code(Some(REDIRECT), "success").await;
+    t.exchange(&missing, None)
+        .await
+        .error(400, "invalid_grant_error");
+    let embedded = t.code(None, "success").await;
+    t.exchange(&embedded, Some(REDIRECT))
+        .await
+        .error(400, "invalid_grant_error");
+    let denied = t.code(None, "denied").await;
+    t.exchange(&denied, None)
+        .await
+        .error(400, "invalid_grant_error");
+}
+
+async fn protocol_rows(t: Target) {
+    let code = t.code(None, "success").await;
+    let get = t.send(Method::GET, "/auth/token", &[], "").await;
+    get.error(405, "method_not_allowed");
+    assert_eq!(get.headers["allow"], "POST");
+    let big = format!("{{\"client_id\":\"{}\"}}", "x".repeat(70 * 1024));
+    t.send(
+        Method::POST,
+        "/auth/token",
+        &[("content-type", "application/json")],
+        big,
+    )
+    .await
+    .error(413, "payload_too_large");
+    let body = json!({"client_id": CLIENT, "client_secret": SECRET, "code": code}).to_string();
+    t.send(
+        Method::POST,
+        "/auth/token",
+        &[("content-type", "text/plain")],
+        body.clone(),
+    )
+    .await
+    .error(415, "unsupported_media_type");
+    t.send(Method::POST, "/auth/token", &[], body)
+        .await
+        .error(415, "unsupported_media_type");
+    assert_eq!(
+        t.exchange(&code, None).await.status,
+        StatusCode::OK,
+        "the code was not spent"
+    );
+    t.send(Method::GET, "/nope", &[], "")
+        .await
+        .error(404, "not_found");
+}
+
+async fn scenarios(t: Target) {
+    let limited = t.code(None, "rate_limited").await;
+    let a = t.exchange(&limited, None).await;
+    a.error(429, "rate_limit_exceeded_error");
+    assert_eq!(a.headers["retry-after"], "1");
+    assert_eq!(t.exchange(&limited, None).await.status, StatusCode::OK);
+    let failing = t.code(None, "server_error").await;
+    t.exchange(&failing, None).await.error(500, "server_error");
+    t.exchange(&failing, None).await.error(500, "server_error");
+    let slow = t.code(None, "slow").await;
+    assert_eq!(t.exchange(&slow, None).await.status, StatusCode::OK);
+    let bad = t
+        .mint(json!({"client_id": CLIENT, "scenario": "explode"}))
+        .await;
+    bad.error(400, "invalid_request_error");
+}
+
+async fn configured_rate_limit(t: Target) {
+    for _ in 0..2 {
+        let code = t.code(None, "success").await;
+        assert_eq!(t.exchange(&code, None).await.status, StatusCode::OK);
+    }
+    let code = t.code(None, "success").await;
+    let a = t.exchange(&code, None).await;
+    a.error(429, "rate_limit_exceeded_error");
+    assert!(a.headers.contains_key("retry-after"));
+}
+
+async fn tokens_introspect_disconnect_and_reuse(t: Target) {
+    let code = t.code(None, "success").await;
+    let body = t.exchange(&code, None).await.json();
+    let token = body["access_token"].as_str().unwrap();
+    let info = t.bearer(Method::GET, "/introspect", token).await;
+    assert_eq!(info.status, StatusCode::OK);
+    let info = info.json();
+    assert_eq!(info["taxpayer_id"], body["taxpayer_id"]);
+    assert_eq!(info["client_id"], CLIENT);
+    assert_eq!(info["provider_id"], "chart-sandbox");
+    assert!(info["name"].is_string());
+    t.bearer(Method::GET, "/introspect", "bogus")
+        .await
+        .error(401, "invalid_token_error");
+    t.send(Method::GET, "/introspect", &[], "")
+        .await
+        .error(401, "invalid_token_error");
+    t.bearer(Method::POST, "/introspect", token)
+        .await
+        .error(405, "method_not_allowed");
+    // Reuse of the code revokes its token.
+    t.exchange(&code, None)
+        .await
+        .error(400, "invalid_grant_error");
+    t.bearer(Method::GET, "/introspect", token)
+        .await
+        .error(401, "invalid_token_error");
+    // Disconnect kills a token.
+    let code = t.code(None, "success").await;
+    let token = t.exchange(&code, None).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let d = t.bearer(Method::POST, "/disconnect", &token).await;
+    assert_eq!(
+        (d.status, d.json()),
+        (StatusCode::OK, json!({"status": "success"}))
+    );
+    t.bearer(Method::GET, "/introspect", &token)
+        .await
+        .error(401, "invalid_token_error");
+    t.bearer(Method::POST, "/disconnect", &token)
+        .await
+        .error(401, "invalid_token_error");
+}
+
+async fn control_plane_routes(t: Target) {
+    assert_eq!(
+        t.send(Method::GET, "/__chart/health", &[], "").await.status,
+        StatusCode::OK
+    );
+    let minted = t.mint(json!({"client_id": CLIENT, "provider_id": "irs", "redirect_uri": REDIRECT, "scenario": "success"})).await;
+    assert_eq!(minted.status, StatusCode::CREATED);
+    assert_eq!(minted.json()["expires_in"], 600);
+    t.mint(json!({"client_id": "ghost"}))
+        .await
+        .error(400, "invalid_request_error");
+    t.mint(json!({"client_id": CLIENT, "redirect_uri": "https://evil.example/cb"}))
+        .await
+        .error(400, "invalid_request_error");
+    t.post_json("/__chart/clock", &json!({"advance_secs": "soon"}))
+        .await
+        .error(400, "invalid_request_error");
+    t.post_json("/__chart/faults", &json!({"kind": "meteor"}))
+        .await
+        .error(400, "invalid_request_error");
+    t.post_json("/__chart/faults", &json!({"kind": "status"}))
+        .await
+        .error(400, "invalid_request_error");
+    t.send(Method::GET, "/__chart/codes", &[], "")
+        .await
+        .error(405, "method_not_allowed");
+    // The journal records requests without secrets, and can be cleared.
+    let code = minted.json()["code"].as_str().unwrap().to_owned();
+    let token = t.exchange(&code, Some(REDIRECT)).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let journal = t.journal().await;
+    let text = serde_json::to_string(&journal).unwrap();
+    for secret in [code.as_str(), token.as_str(), SECRET] {
+        assert!(!text.contains(secret), "the journal leaks a secret");
+    }
+    let last = journal
+        .iter()
+        .rev()
+        .find(|e| e["path"] == "/auth/token")
+        .unwrap();
+    assert_eq!(
+        (last["status"].as_u64(), last["outcome"].as_str()),
+        (Some(200), Some("success"))
+    );
+    assert_eq!(last["code_id"], minted.json()["code_id"]);
+    assert_eq!(
+        t.send(Method::DELETE, "/__chart/journal", &[], "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(t.journal().await.len(), 1, "only the GET that reads it");
+}
+
+async fn faults(t: Target) {
+    let t = &t;
+    let fault = |v: serde_json::Value| async move {
+        assert_eq!(
+            t.post_json("/__chart/faults", &v).await.status,
+            StatusCode::CREATED
+        )
+    };
+    // status: answered before the grant is checked, so the code stays good.
+    let code = t.code(None, "success").await;
+    fault(json!({"kind": "status", "status": 503, "times": 2})).await;
+    for _ in 0..2 {
+        let a = t.exchange(&code, None).await;
+        a.error(503, "service_unavailable");
+        assert_eq!(a.headers["retry-after"], "1");
+    }
+    assert_eq!(t.exchange(&code, None).await.status, StatusCode::OK);
+    // latency: then the normal answer.
+    fault(json!({"kind": "latency", "delay_ms": 50})).await;
+    let code = t.code(None, "success").await;
+    assert_eq!(t.exchange(&code, None).await.status, StatusCode::OK);
+    // reset and empty: no usable answer; the code is spent.
+    for kind in ["reset", "empty"] {
+        fault(json!({"kind": kind})).await;
+        let code = t.code(None, "success").await;
+        let body = json!({"client_id": CLIENT, "client_secret": SECRET, "code": code}).to_string();
+        let got = t
+            .try_send(
+                Method::POST,
+                "/auth/token",
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await;
+        assert!(got.is_err(), "{kind}: the connection breaks");
+        t.exchange(&code, None)
+            .await
+            .error(400, "invalid_grant_error");
+    }
+    // malformed_json: a 200 whose body is not JSON.
+    fault(json!({"kind": "malformed_json"})).await;
+    let code = t.code(None, "success").await;
+    let a = t.exchange(&code, None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(serde_json::from_slice::<serde_json::Value>(&a.body).is_err());
+    // truncated: a 200 whose body stops midway.
+    fault(json!({"kind": "truncated"})).await;
+    let code = t.code(None, "success").await;
+    let body = json!({"client_id": CLIENT, "client_secret": SECRET, "code": code}).to_string();
+    let got = t
+        .try_send(
+            Method::POST,
+            "/auth/token",
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await;
+    assert!(
+        got.as_ref().is_err_and(|e| e.starts_with("body")),
+        "the body breaks off: {:?}",
+        got.err()
+    );
+    // path: a fault aimed at another endpoint leaves /auth/token alone.
+    fault(json!({"kind": "status", "status": 500, "path": "/introspect"})).await;
+    let code = t.code(None, "success").await;
+    let token = t.exchange(&code, None).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.bearer(Method::GET, "/introspect", &token)
+        .await
+        .error(500, "server_error");
+    assert_eq!(
+        t.bearer(Method::GET, "/introspect", &token).await.status,
+        StatusCode::OK
+    );
+    // DELETE clears pending faults.
+    fault(json!({"kind": "status", "status": 500, "times": 5})).await;
+    assert_eq!(
+        t.send(Method::DELETE, "/__chart/faults", &[], "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let code = t.code(None, "success").await;
+    assert_eq!(t.exchange(&code, None).await.status, StatusCode::OK);
+    let faulted: Vec<_> = t
+        .journal()
+        .await
+        .into_iter()
+        .filter(|e| e["fault"].is_string())
+        .collect();
+    assert_eq!(faulted.len(), 8);
+}
+
+async fn connect_page(t: Target) {
+    let q = |extra: &str| format!("/connect?client_id={CLIENT}&state=st%3C%2Fscript%3E{extra}");
+    let page = t
+        .send(
+            Method::GET,
+            &q(&format!("&redirect_uri={REDIRECT}")),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(
+        html.contains("value=\"chart-sandbox\" selected")
+            && html.contains("value=\"success\" selected")
+    );
+    assert!(!html.contains("</script>\""), "values are escaped");
+    // Submitting the defaults connects an account through a 303 to the redirect_uri.
+    let form = format!(
+        "client_id={CLIENT}&redirect_uri={REDIRECT}&state=abc&provider_id=chart-sandbox&outcome=success"
+    );
+    let a = t
+        .send(
+            Method::POST,
+            "/connect",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let location = a.headers["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{REDIRECT}?code=")) && location.ends_with("&state=abc"),
+        "{location}"
+    );
+    let code = location
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    assert_eq!(
+        t.exchange(code, Some(REDIRECT)).await.status,
+        StatusCode::OK
+    );
+    // Denied.
+    let form = format!("client_id={CLIENT}&redirect_uri={REDIRECT}&state=abc&outcome=denied");
+    let a = t.send(Method::POST, "/connect", &[], form).await;
+    assert_eq!(
+        a.headers["location"],
+        format!("{REDIRECT}?error=access_denied&state=abc").as_str()
+    );
+    // Never an open redirect.
+    for bad in [
+        format!("client_id={CLIENT}&redirect_uri=https://evil.example/cb&state=s"),
+        format!("client_id=ghost&redirect_uri={REDIRECT}&state=s"),
+    ] {
+        let a = t.send(Method::POST, "/connect", &[], bad.clone()).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        assert!(!a.headers.contains_key("location"));
+        let a = t
+            .send(Method::GET, &format!("/connect?{bad}"), &[], "")
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    }
+    // Embedded flow: a postMessage aimed at sdk_host_url, with an embedded-flow code.
+    let form = format!(
+        "client_id={CLIENT}&state=xyz&app_type=spa&sdk_host_url=http%3A%2F%2Flocalhost%3A5173"
+    );
+    let a = t.send(Method::POST, "/connect", &[], form).await;
+    let html = String::from_utf8_lossy(&a.body).into_owned();
+    assert!(
+        html.contains("\"name\":\"chart-auth-message\"") && html.contains("\"kind\":\"success\""),
+        "{html}"
+    );
+    assert!(html.contains(", \"http://localhost:5173\");"), "{html}");
+    let code = html
+        .split("\"code\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(t.exchange(code, None).await.status, StatusCode::OK);
+    let a = t
+        .send(
+            Method::GET,
+            &format!("/connect?client_id={CLIENT}&state=s&app_type=spa"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::BAD_REQUEST,
+        "the embedded flow needs sdk_host_url"
+    );
+}
+
+contract! {
+    success_has_the_contract_shape("") => success_shape;
+    invalid_request_rows_do_not_spend_codes("") => invalid_request_rows;
+    invalid_client_is_one_message("") => invalid_client_rows;
+    invalid_grant_rows_cover_every_case("") => invalid_grant_rows;
+    method_size_and_media_type_rows("") => protocol_rows;
+    every_scenario("") => scenarios;
+    configured_rate_limit_gives_429("rate_limit_per_minute = 2") => configured_rate_limit;
+    introspect_disconnect_and_reuse_revocation("") => tokens_introspect_disconnect_and_reuse;
+    every_control_plane_route("") => control_plane_routes;
+    every_fault_kind("") => faults;
+    connect_page_for_both_flows("") => connect_page;
+}
