@@ -45,7 +45,7 @@ pub use state::{
     PROVIDERS, Scenario, TokenInfo,
 };
 
-/// How long a client may take to send its request head, or finish a TLS handshake.
+/// How long a client may take to send its request head, its body, or finish a TLS handshake.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the server could not start.

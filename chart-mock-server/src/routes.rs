@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
@@ -137,6 +137,7 @@ pub fn error_name(status: StatusCode) -> &'static str {
         403 => "forbidden",
         404 => "not_found",
         405 => "method_not_allowed",
+        408 => "request_timeout",
         413 => "payload_too_large",
         415 => "unsupported_media_type",
         429 => "rate_limit_exceeded_error",
@@ -333,29 +334,50 @@ fn api_version_error(req: &Request<hyper::body::Incoming>) -> Option<Resp> {
 
 /// Reads a body of at most [`MAX_BODY`] bytes; the error is the 413 answer.
 pub(crate) async fn read_body(req: Request<hyper::body::Incoming>) -> Result<Bytes, Resp> {
-    let too_large = || {
-        error_std(
+    let mut body = req.into_body();
+    let mut collected = Vec::new();
+    let mut seen = 0usize;
+    let deadline = tokio::time::Instant::now() + crate::HEADER_READ_TIMEOUT;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(error_std(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body took too long.",
+                ));
+            }
+        };
+        let Ok(frame) = frame else {
+            return Err(error_std(
+                StatusCode::BAD_REQUEST,
+                "The request body could not be read.",
+            ));
+        };
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_BODY {
+                collected.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                // Too large to drain politely: answer now; hyper closes the connection.
+                break;
+            }
+        }
+    }
+    if seen > MAX_BODY {
+        // The body was drained (up to a limit) so the client reads the 413 instead of
+        // a broken pipe while it is still sending.
+        return Err(error_std(
             StatusCode::PAYLOAD_TOO_LARGE,
             "The request body exceeds 64 KiB.",
-        )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(too_large());
+        ));
     }
-    match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(body) => Ok(body.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(error_std(
-            StatusCode::BAD_REQUEST,
-            "The request body could not be read.",
-        )),
-    }
+    Ok(Bytes::from(collected))
 }
+
+/// How much of an oversized body is read and discarded before answering 413.
+const DRAIN_LIMIT: usize = 1024 * 1024;
 
 fn is_json(req: &Request<hyper::body::Incoming>) -> bool {
     req.headers()
@@ -475,7 +497,7 @@ async fn token(ctx: &Ctx, req: Request<hyper::body::Incoming>, note: &mut Note) 
     }
 }
 
-fn bearer(req: &Request<hyper::body::Incoming>) -> Option<&str> {
+fn bearer<B>(req: &Request<B>) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
@@ -529,11 +551,7 @@ fn bearer_endpoint(
     }
 }
 
-fn authorize_control(
-    ctx: &Ctx,
-    peer: SocketAddr,
-    req: &Request<hyper::body::Incoming>,
-) -> Result<(), Resp> {
+fn authorize_control<B>(ctx: &Ctx, peer: SocketAddr, req: &Request<B>) -> Result<(), Resp> {
     if peer.ip().is_loopback() {
         return Ok(());
     }
@@ -684,4 +702,64 @@ pub fn service(
     Future = impl Future<Output = Result<Resp, ResetConnection>> + Send,
 > + Clone {
     hyper::service::service_fn(move |req| handle(ctx.clone(), peer, req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MockConfig;
+
+    fn ctx(admin: Option<&str>) -> Ctx {
+        Ctx {
+            chart: Arc::new(Chart::new(&MockConfig::default())),
+            admin_token: admin.map(Arc::from),
+        }
+    }
+
+    fn req(auth: Option<&str>) -> Request<()> {
+        let mut b = Request::builder().uri("/__chart/health");
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn the_control_plane_is_open_on_loopback_and_guarded_elsewhere() {
+        let loopback: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        assert!(authorize_control(&ctx(None), loopback, &req(None)).is_ok());
+        assert!(authorize_control(&ctx(None), "[::1]:1".parse().unwrap(), &req(None)).is_ok());
+        let refused = authorize_control(&ctx(None), remote, &req(Some("Bearer x"))).unwrap_err();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let admin = ctx(Some("admin-token"));
+        assert_eq!(
+            authorize_control(&admin, remote, &req(None))
+                .unwrap_err()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            authorize_control(&admin, remote, &req(Some("Bearer wrong")))
+                .unwrap_err()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(authorize_control(&admin, remote, &req(Some("Bearer admin-token"))).is_ok());
+    }
+
+    #[test]
+    fn error_names_follow_the_contract() {
+        for (status, name) in [
+            (400, "invalid_request_error"),
+            (401, "invalid_client_error"),
+            (405, "method_not_allowed"),
+            (413, "payload_too_large"),
+            (415, "unsupported_media_type"),
+            (429, "rate_limit_exceeded_error"),
+            (500, "server_error"),
+        ] {
+            assert_eq!(error_name(StatusCode::from_u16(status).unwrap()), name);
+        }
+    }
 }

@@ -1,0 +1,339 @@
+//! Concurrency, a model-based property test of the code lifecycle, limits, and the
+//! binary's life: what it prints, TLS, and a graceful stop on SIGTERM.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::sync::Arc;
+
+use chart_mock_server::{GrantOutcome, MintRequest, MockConfig, MockServer};
+use common::*;
+use http::{Method, StatusCode};
+use proptest::prelude::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_racers_on_one_code_give_exactly_one_success() {
+    let t = Arc::new(Target::in_process("").await);
+    let code = t.code(None, "success").await;
+    let racers: Vec<_> = (0..64)
+        .map(|_| {
+            let (t, code) = (t.clone(), code.clone());
+            tokio::spawn(async move { t.exchange(&code, None).await.status })
+        })
+        .collect();
+    let mut ok = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            StatusCode::BAD_REQUEST => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_codes_exchanged_concurrently_all_succeed_with_distinct_tokens() {
+    let t = Arc::new(Target::in_process("").await);
+    let mut codes = Vec::new();
+    for _ in 0..200 {
+        codes.push(t.code(None, "success").await);
+    }
+    let tasks: Vec<_> = codes
+        .into_iter()
+        .map(|code| {
+            let t = t.clone();
+            tokio::spawn(async move { t.exchange(&code, None).await })
+        })
+        .collect();
+    let mut tokens = HashSet::new();
+    for task in tasks {
+        let a = task.await.unwrap();
+        assert_eq!(a.status, StatusCode::OK);
+        tokens.insert(a.json()["access_token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(tokens.len(), 200);
+}
+
+#[tokio::test]
+async fn outstanding_codes_are_capped_and_the_oldest_evicted() {
+    let mock = MockServer::start(MockConfig {
+        max_codes: 3,
+        journal_len: 2,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let mint = || {
+        mock.mint_code(&MintRequest {
+            client_id: "chart-sandbox-client".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .code
+    };
+    let oldest = mint();
+    let rest: Vec<_> = (0..3).map(|_| mint()).collect();
+    assert_eq!(mock.chart().codes_held(), 3);
+    assert_eq!(
+        mock.chart().redeem("chart-sandbox-client", &oldest, None),
+        GrantOutcome::InvalidGrant("The authorization code is invalid.")
+    );
+    assert!(matches!(
+        mock.chart().redeem("chart-sandbox-client", &rest[0], None),
+        GrantOutcome::Issued { .. }
+    ));
+    for _ in 0..5 {
+        mock.chart()
+            .record(mock.journal().first().cloned().unwrap_or_else(|| {
+                chart_mock_server::JournalEntry {
+                    request_id: "r".into(),
+                    at: 0,
+                    method: "GET".into(),
+                    path: "/".into(),
+                    status: 200,
+                    outcome: "success".into(),
+                    client_id: None,
+                    code_id: None,
+                    fault: None,
+                }
+            }));
+    }
+    assert_eq!(mock.journal().len(), 2, "the journal is a ring buffer");
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Mint {
+        redirect: Option<u8>,
+        scenario: u8,
+    },
+    Exchange {
+        code: u8,
+        client: u8,
+        secret_ok: bool,
+        redirect: Option<u8>,
+    },
+    Advance(u64),
+    Introspect(u8),
+    Disconnect(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (proptest::option::of(0..2u8), 0..3u8).prop_map(|(redirect, scenario)| Op::Mint { redirect, scenario }),
+        5 => (0..6u8, 0..3u8, proptest::bool::weighted(0.85), proptest::option::of(0..2u8))
+            .prop_map(|(code, client, secret_ok, redirect)| Op::Exchange { code, client, secret_ok, redirect }),
+        1 => (0..400u64).prop_map(Op::Advance),
+        2 => (0..6u8).prop_map(Op::Introspect),
+        1 => (0..6u8).prop_map(Op::Disconnect),
+    ]
+}
+
+#[derive(Clone, Debug)]
+struct ModelCode {
+    redirect: Option<u8>,
+    scenario: u8,
+    expires: u64,
+    spent: bool,
+    token: Option<usize>,
+    limited_once: bool,
+}
+
+/// The reference model of codes and tokens.
+#[derive(Default)]
+struct Model {
+    now: u64,
+    codes: Vec<(String, ModelCode)>,
+    tokens: Vec<(String, bool)>,
+}
+
+const SCENARIOS: [&str; 3] = ["success", "rate_limited", "server_error"];
+const URIS: [&str; 2] = [REDIRECT, REDIRECT_2];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_code_lifecycle_agrees_with_a_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let t = Target::in_process("").await;
+            let mut m = Model::default();
+            for op in ops {
+                match op {
+                    Op::Mint { redirect, scenario } => {
+                        let code = t.code(redirect.map(|r| URIS[r as usize]), SCENARIOS[scenario as usize]).await;
+                        m.codes.push((code, ModelCode { redirect, scenario, expires: m.now + 600, spent: false, token: None, limited_once: false }));
+                    }
+                    Op::Exchange { code, client, secret_ok, redirect } => {
+                        let Some((code_str, _)) = m.codes.get(code as usize).cloned() else { continue };
+                        let client_id = [CLIENT, OTHER, "ghost"][client as usize];
+                        let secret = match (client_id, secret_ok) { (CLIENT, true) => SECRET, (OTHER, true) => "other-secret", _ => "bad" };
+                        let mut body = json!({"client_id": client_id, "client_secret": secret, "code": code_str});
+                        if let Some(r) = redirect { body["redirect_uri"] = json!(URIS[r as usize]); }
+                        let got = t.post_json("/auth/token", &body).await;
+                        let authenticated = client_id != "ghost" && secret_ok;
+                        let c = &mut m.codes[code as usize].1;
+                        let expected: (u16, Option<&str>) = if !authenticated {
+                            (401, Some("invalid_client_error"))
+                        } else if c.spent {
+                            if let Some(tok) = c.token.take() { m.tokens[tok].1 = false; }
+                            (400, Some("invalid_grant_error"))
+                        } else if m.now >= c.expires || client_id != CLIENT || redirect != c.redirect {
+                            c.spent = true;
+                            (400, Some("invalid_grant_error"))
+                        } else if c.scenario == 2 {
+                            (500, Some("server_error"))
+                        } else if c.scenario == 1 && !c.limited_once {
+                            c.limited_once = true;
+                            (429, Some("rate_limit_exceeded_error"))
+                        } else {
+                            c.spent = true;
+                            (200, None)
+                        };
+                        assert_eq!(got.status.as_u16(), expected.0, "{:?}", got.body);
+                        match expected.1 {
+                            Some(name) => { got.error(expected.0, name); }
+                            None => {
+                                let token = got.json()["access_token"].as_str().unwrap().to_owned();
+                                m.tokens.push((token, true));
+                                m.codes[code as usize].1.token = Some(m.tokens.len() - 1);
+                            }
+                        }
+                    }
+                    Op::Advance(secs) => {
+                        t.post_json("/__chart/clock", &json!({"advance_secs": secs})).await;
+                        m.now += secs;
+                    }
+                    Op::Introspect(i) | Op::Disconnect(i) => {
+                        let Some((token, live)) = m.tokens.get(i as usize).cloned() else { continue };
+                        let (method, path) = if matches!(op, Op::Introspect(_)) { (Method::GET, "/introspect") } else { (Method::POST, "/disconnect") };
+                        let got = t.bearer(method, path, &token).await;
+                        assert_eq!(got.status, if live { StatusCode::OK } else { StatusCode::UNAUTHORIZED });
+                        if path == "/disconnect" { m.tokens[i as usize].1 = false; }
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn sandbox_binary(args: &[&str]) -> (std::process::Child, Vec<String>) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let done = line.starts_with("Press Ctrl-C");
+        lines.push(line.trim_end().to_owned());
+        if done {
+            break;
+        }
+    }
+    (child, lines)
+}
+
+#[tokio::test]
+async fn the_binary_prints_its_url_and_sandbox_credentials_and_stops_on_sigterm() {
+    let (mut child, lines) = sandbox_binary(&["--addr", "127.0.0.1:0"]);
+    let url = lines[0].rsplit(' ').next().unwrap();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("chart-sandbox-client")));
+    assert!(lines.iter().any(|l| l.contains("chart-sandbox-secret")));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success(), "a graceful stop exits 0");
+}
+
+#[tokio::test]
+async fn the_binary_serves_tls_with_the_ca_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let (mut child, lines) = sandbox_binary(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--tls",
+        "--ca-out",
+        ca.to_str().unwrap(),
+    ]);
+    let url = lines[0].rsplit(' ').next().unwrap().to_owned();
+    assert!(url.starts_with("https://"));
+    assert!(
+        lines.iter().any(|l| l.ends_with(ca.to_str().unwrap())),
+        "{lines:?}"
+    );
+    let pem = std::fs::read(&ca).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
+    for host in [url.clone(), url.replace("127.0.0.1", "localhost")] {
+        let resp = client
+            .get(format!("{host}/__chart/health").parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{host}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn bad_configs_are_refused_with_clear_errors() {
+    for (toml, needle) in [
+        ("code_ttl_secs = \"ten\"", "invalid type"),
+        ("colour = 1", "unknown field"),
+        ("clients = []", "at least one client"),
+        (
+            "[[clients]]\nclient_id = \"a\"\nclient_secret = \"\"",
+            "non-empty",
+        ),
+        (
+            "[[clients]]\nclient_id = \"a\"\nclient_secret = \"s\"\nredirect_uris = [\"javascript:alert(1)\"]",
+            "not an http(s) URL",
+        ),
+    ] {
+        let err = MockConfig::from_toml(toml).unwrap_err().to_string();
+        assert!(err.contains(needle), "{toml}: {err}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
+        .args(["--config", "/nonexistent/mock.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/mock.toml"));
+    let _ = BTreeMap::<u8, u8>::new();
+}
