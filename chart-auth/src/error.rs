@@ -255,6 +255,63 @@ impl Error {
         }
     }
 
+    /// A stable, machine-readable code for the error, e.g. `invalid_grant`, fit for an
+    /// error page's query string or a JSON answer.
+    ///
+    /// ```
+    /// # use chart_auth::{Error, StateError};
+    /// assert_eq!(Error::InvalidState(StateError::Expired).code(), "invalid_state");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Server { .. } => "chart_unavailable",
+            Self::OutcomeUnknown { .. } => "outcome_unknown",
+            Self::Connect { .. } => "connect_failed",
+            Self::Tls { .. } => "tls_failed",
+            Self::Timeout => "timeout",
+            Self::MalformedResponse { .. } => "malformed_response",
+            Self::ResponseTooLarge { .. } => "response_too_large",
+            Self::InvalidState(_) => "invalid_state",
+            Self::ConnectDenied { .. } => "access_denied",
+            Self::BadCallback(_) => "bad_callback",
+            Self::Config(_) => "config",
+            Self::Vault(_) => "vault",
+        }
+    }
+
+    /// The HTTP status a backend should answer its own frontend with for this error.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            Self::InvalidGrant(_)
+            | Self::BadCallback(_)
+            | Self::InvalidState(StateError::Expired) => StatusCode::BAD_REQUEST,
+            Self::InvalidState(StateError::Replayed) => StatusCode::CONFLICT,
+            Self::InvalidState(_) => StatusCode::FORBIDDEN,
+            Self::ConnectDenied { .. } => StatusCode::OK,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Timeout
+            | Self::OutcomeUnknown {
+                cause: UnknownCause::Timeout,
+                ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Server { .. }
+            | Self::OutcomeUnknown { .. }
+            | Self::Connect { .. }
+            | Self::Tls { .. }
+            | Self::MalformedResponse { .. }
+            | Self::ResponseTooLarge { .. }
+            | Self::InvalidToken(_) => StatusCode::BAD_GATEWAY,
+            Self::InvalidClient(_) | Self::InvalidRequest(_) | Self::Config(_) | Self::Vault(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
     /// What Chart said, when the error came from a Chart response.
     pub fn detail(&self) -> Option<&ErrorDetail> {
         match self {

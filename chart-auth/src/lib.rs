@@ -11,6 +11,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod callback;
 mod client;
 mod error;
 mod flow;
@@ -18,6 +19,7 @@ mod secret;
 mod store;
 pub mod vault;
 
+pub use callback::{CallbackBuilder, CallbackService, MAX_CALLBACK_BODY, MAX_REMEMBERED_STATES};
 pub use client::{
     ChartClient, Config, ConfigBuilder, DEFAULT_API_BASE, DEFAULT_API_VERSION,
     DEFAULT_CONNECT_BASE, Introspection, RetryPolicy, TokenResponse,

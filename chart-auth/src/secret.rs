@@ -88,6 +88,7 @@ impl SecretBuf {
         &mut self.0
     }
 
+    #[cfg(test)]
     pub(crate) fn as_slice(&self) -> &[u8] {
         &self.0
     }

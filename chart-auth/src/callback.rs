@@ -1,0 +1,435 @@
+//! The callback endpoint: a hyper `Service` that verifies the Connect `state`, exchanges
+//! the code and seals the token, for both flows.
+//!
+//! - Redirect flow: `GET <route>?code=..&state=..` (or `?error=..&state=..`).
+//! - Embedded flow: `POST <route>` with JSON `{"code": "..", "state": ".."}` from Chart
+//!   Connect's `onSuccess` (or `{"error": "..", "state": ".."}`).
+//!
+//! It answers `{"status": "connected", "account_id": .., "provider_id": ..}`, or a 303
+//! to the configured success page. It never answers with the token. Errors answer
+//! `{"error": <Error::code>, "message": <Error::user_message>}` with
+//! [`Error::http_status`], or a 303 to the configured error page with `?error=<code>`
+//! (redirect flow). `error=access_denied` is a clean "you cancelled" outcome.
+//!
+//! # Mounting it safely
+//! Mount it behind your app's session middleware and give [`CallbackBuilder::session`]
+//! a function that returns the caller's session binding (e.g. the session id, or a
+//! hash of it). The state signed by [`ChartClient::begin_connect`] is bound to it, so a
+//! callback from another browser (CSRF, code injection) is refused. The `POST` form
+//! requires `Content-Type: application/json`, which browsers cannot send cross-site
+//! without a CORS preflight; do not enable CORS on this route. Each state is accepted
+//! once per process (a replayed callback is refused before its code is resent); with
+//! several instances, Chart's single-use codes still refuse the replay.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use serde::Deserialize;
+
+use crate::client::ChartClient;
+use crate::error::{Error, StateError};
+use crate::flow::{FlowKind, StateId};
+use crate::secret::AuthorizationCode;
+use crate::vault::{TokenStore, Vault};
+
+/// The largest embedded-flow body accepted.
+pub const MAX_CALLBACK_BODY: usize = 8 * 1024;
+/// The most states remembered for replay protection.
+pub const MAX_REMEMBERED_STATES: usize = 100_000;
+
+type SessionFn = dyn Fn(&http::request::Parts) -> Option<Vec<u8>> + Send + Sync;
+
+/// Builds a [`CallbackService`].
+#[must_use]
+pub struct CallbackBuilder<S> {
+    client: ChartClient,
+    vault: Arc<Vault<S>>,
+    session: Option<Box<SessionFn>>,
+    success_page: Option<String>,
+    error_page: Option<String>,
+}
+
+impl<S> CallbackBuilder<S> {
+    /// How to find the caller's session binding in the request (usually a cookie).
+    /// Without one, every callback is refused.
+    pub fn session(
+        mut self,
+        binding: impl Fn(&http::request::Parts) -> Option<Vec<u8>> + Send + Sync + 'static,
+    ) -> Self {
+        self.session = Some(Box::new(binding));
+        self
+    }
+
+    /// Redirect-flow successes answer 303 to this page instead of JSON.
+    pub fn success_page(mut self, url: impl Into<String>) -> Self {
+        self.success_page = Some(url.into());
+        self
+    }
+
+    /// Redirect-flow errors answer 303 to this page with `?error=<code>` instead of JSON.
+    pub fn error_page(mut self, url: impl Into<String>) -> Self {
+        self.error_page = Some(url.into());
+        self
+    }
+
+    /// Builds the service.
+    pub fn build(self) -> CallbackService<S> {
+        CallbackService {
+            inner: Arc::new(Inner {
+                client: self.client,
+                vault: self.vault,
+                session: self.session.unwrap_or_else(|| Box::new(|_| None)),
+                success_page: self.success_page,
+                error_page: self.error_page,
+                used: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+/// The callback endpoint. Cheap to clone; clones share state.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use chart_auth::{CallbackService, ChartClient, ClientSecret, Config};
+/// use chart_auth::vault::{Keyring, MemoryStore, Vault};
+///
+/// let client = ChartClient::new(Config::builder("id", ClientSecret::new("secret")).build()?)?;
+/// let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
+/// let callback = CallbackService::builder(client, vault)
+///     .session(|parts| {
+///         let cookie = parts.headers.get("cookie")?.to_str().ok()?;
+///         cookie.split("; ").find_map(|c| c.strip_prefix("sid=")).map(|s| s.as_bytes().to_vec())
+///     })
+///     .success_page("/accounts")
+///     .build();
+/// // A callback without code or state is refused with a message fit for the user.
+/// let req = http::Request::get("/api/chart/callback").body(http_body_util::Empty::<bytes::Bytes>::new())?;
+/// let resp = callback.handle(req).await;
+/// assert_eq!(resp.status(), 400);
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+pub struct CallbackService<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for CallbackService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for CallbackService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackService")
+            .field("success_page", &self.inner.success_page)
+            .field("error_page", &self.inner.error_page)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<S> {
+    client: ChartClient,
+    vault: Arc<Vault<S>>,
+    session: Box<SessionFn>,
+    success_page: Option<String>,
+    error_page: Option<String>,
+    used: Mutex<HashMap<StateId, SystemTime>>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddedBody {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// What a callback request carried, by flow.
+struct Callback {
+    via: FlowKind,
+    code: Option<AuthorizationCode>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+impl<S: TokenStore + 'static> CallbackService<S> {
+    /// Starts building the service around a client and a vault.
+    pub fn builder(client: ChartClient, vault: Arc<Vault<S>>) -> CallbackBuilder<S> {
+        CallbackBuilder {
+            client,
+            vault,
+            session: None,
+            success_page: None,
+            error_page: None,
+        }
+    }
+
+    /// Handles one callback request.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: http_body::Body + Send,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let via = if parts.method == Method::POST {
+            FlowKind::Embedded
+        } else {
+            FlowKind::Redirect
+        };
+        if parts.method != Method::GET && parts.method != Method::POST {
+            let mut resp = json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &serde_json::json!({
+                    "error": "method_not_allowed",
+                    "message": "Use GET (redirect flow) or POST (embedded flow).",
+                }),
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+            return resp;
+        }
+        let result = match parse(&parts, body).await {
+            Ok(callback) => self.complete(&parts, callback).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(stored) => {
+                tracing::info!(flow = via.as_str(), provider = %stored.provider_id(), "account connected");
+                match (&self.inner.success_page, via) {
+                    (Some(page), FlowKind::Redirect) => see_other(page),
+                    _ => json(
+                        StatusCode::OK,
+                        &serde_json::json!({
+                            "status": "connected",
+                            "account_id": stored.account_id(),
+                            "provider_id": stored.provider_id().as_str(),
+                        }),
+                    ),
+                }
+            }
+            Err(err) => {
+                tracing::warn!(flow = via.as_str(), error = %err, "callback refused");
+                match (&self.inner.error_page, via) {
+                    (Some(page), FlowKind::Redirect) => {
+                        let sep = if page.contains('?') { '&' } else { '?' };
+                        see_other(&format!("{page}{sep}error={}", err.code()))
+                    }
+                    _ => {
+                        let status = if matches!(err, Error::ConnectDenied { .. }) {
+                            "cancelled"
+                        } else {
+                            "error"
+                        };
+                        let mut resp = json(
+                            err.http_status(),
+                            &serde_json::json!({
+                                "status": status,
+                                "error": err.code(),
+                                "message": err.user_message(),
+                            }),
+                        );
+                        if let Error::RateLimited {
+                            retry_after: Some(wait),
+                            ..
+                        } = &err
+                        {
+                            resp.headers_mut()
+                                .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+                        }
+                        resp
+                    }
+                }
+            }
+        }
+    }
+
+    async fn complete(
+        &self,
+        parts: &http::request::Parts,
+        cb: Callback,
+    ) -> Result<crate::Connection<crate::Stored>, Error> {
+        let state = cb
+            .state
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Error::BadCallback("the state is missing".into()))?;
+        let session =
+            (self.inner.session)(parts).ok_or(Error::InvalidState(StateError::SessionMismatch))?;
+        if let Some(error) = cb.error {
+            // Still check the state, so a forged "cancelled" cannot be planted.
+            self.inner
+                .client
+                .signer()
+                .verify(&state, &session, cb.via)
+                .map_err(Error::InvalidState)?;
+            return Err(Error::ConnectDenied {
+                error: error.chars().take(64).collect(),
+            });
+        }
+        let code = cb
+            .code
+            .ok_or_else(|| Error::BadCallback("the code is missing".into()))?;
+        let pending = self
+            .inner
+            .client
+            .receive_code(code, &state, &session, cb.via)?;
+        self.remember(pending.state_id(), pending.state_expires_at())?;
+        let id = pending.state_id();
+        match pending.exchange(&self.inner.client).await {
+            Ok(exchanged) => exchanged.store(&self.inner.vault).await,
+            Err(e) => {
+                if !e.code_may_be_spent() {
+                    // The code never reached Chart: let the user retry this callback.
+                    self.used().remove(&id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn used(&self) -> std::sync::MutexGuard<'_, HashMap<StateId, SystemTime>> {
+        self.inner
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks a state as used; refuses it if it already was.
+    fn remember(&self, id: StateId, expires: SystemTime) -> Result<(), Error> {
+        let mut used = self.used();
+        if used.len() >= MAX_REMEMBERED_STATES {
+            let now = SystemTime::now();
+            used.retain(|_, exp| *exp > now);
+            if used.len() >= MAX_REMEMBERED_STATES {
+                // Still full of live states: refuse rather than forget one.
+                return Err(Error::InvalidState(StateError::Replayed));
+            }
+        }
+        if used.insert(id, expires).is_some() {
+            return Err(Error::InvalidState(StateError::Replayed));
+        }
+        Ok(())
+    }
+}
+
+async fn parse<B>(parts: &http::request::Parts, body: B) -> Result<Callback, Error>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if parts.method == Method::GET {
+        let mut cb = Callback {
+            via: FlowKind::Redirect,
+            code: None,
+            state: None,
+            error: None,
+        };
+        for (k, v) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()) {
+            match k.as_ref() {
+                "code" if !v.is_empty() => cb.code = Some(AuthorizationCode::new(v.into_owned())),
+                "state" => cb.state = Some(v.into_owned()),
+                "error" => cb.error = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        return Ok(cb);
+    }
+    let is_json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !is_json {
+        return Err(Error::BadCallback(
+            "the body must be application/json".into(),
+        ));
+    }
+    let bytes = Limited::new(body, MAX_CALLBACK_BODY)
+        .collect()
+        .await
+        .map_err(|_| Error::BadCallback("the body is unreadable or too large".into()))?
+        .to_bytes();
+    let bad = || Error::BadCallback("the body must be a JSON object with code and state".into());
+    // Only an object: serde would also read a struct from a JSON array.
+    let object = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        _ => return Err(bad()),
+    };
+    let body: EmbeddedBody = serde_json::from_value(object).map_err(|_| bad())?;
+    Ok(Callback {
+        via: FlowKind::Embedded,
+        code: body
+            .code
+            .filter(|c| !c.is_empty())
+            .map(AuthorizationCode::new),
+        state: body.state,
+        error: body.error,
+    })
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    no_store(h);
+    resp
+}
+
+fn see_other(location: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    no_store(resp.headers_mut());
+    resp
+}
+
+fn no_store(h: &mut http::HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The callback URL carries the code: never leak it through the Referer header.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+}
+
+impl<S, B> hyper::service::Service<Request<B>> for CallbackService<S>
+where
+    S: TokenStore + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}

@@ -1,0 +1,443 @@
+//! The callback endpoint against the TLS mock: both flows, every refusal, every
+//! exchange error mapped to its status and message, and never a token in an answer.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use chart_auth::vault::{Keyring, MemoryStore, Vault};
+use chart_auth::{CallbackService, ChartClient, Flow, StateSigner};
+use chart_mock_server::{Fault, FaultKind, MockServer, Scenario};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use support::*;
+
+const STATE_KEY: [u8; 32] = [9; 32];
+
+struct Callback {
+    env: Env,
+    vault: Arc<Vault<MemoryStore>>,
+    service: CallbackService<MemoryStore>,
+    pages: Option<CallbackService<MemoryStore>>,
+}
+
+async fn setup() -> Callback {
+    let env = env_with(|b| b.state_signer(StateSigner::from_key(&STATE_KEY).unwrap())).await;
+    let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
+    let session = |parts: &http::request::Parts| {
+        let cookie = parts.headers.get("cookie")?.to_str().ok()?;
+        cookie.strip_prefix("sid=").map(|s| s.as_bytes().to_vec())
+    };
+    let service = CallbackService::builder(env.client.clone(), vault.clone())
+        .session(session)
+        .build();
+    let pages = CallbackService::builder(env.client.clone(), vault.clone())
+        .session(session)
+        .success_page("/accounts")
+        .error_page("/oops?from=chart")
+        .build();
+    Callback {
+        env,
+        vault,
+        service,
+        pages: Some(pages),
+    }
+}
+
+fn sid() -> &'static str {
+    std::str::from_utf8(SESSION).unwrap()
+}
+
+async fn call(
+    service: &CallbackService<MemoryStore>,
+    req: Request<Full<Bytes>>,
+) -> (Response<()>, Value, String) {
+    let resp = service.handle(req).await;
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    let text = format!("{:?}\n{}", parts.headers, String::from_utf8_lossy(&bytes));
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (Response::from_parts(parts, ()), value, text)
+}
+
+fn get(query: &str, session: Option<&str>) -> Request<Full<Bytes>> {
+    let mut b = Request::get(format!("/api/chart/callback?{query}"));
+    if let Some(s) = session {
+        b = b.header("cookie", format!("sid={s}"));
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
+}
+
+fn post(body: Value, session: Option<&str>) -> Request<Full<Bytes>> {
+    let mut b = Request::post("/api/chart/callback").header("content-type", "application/json");
+    if let Some(s) = session {
+        b = b.header("cookie", format!("sid={s}"));
+    }
+    b.body(Full::new(Bytes::from(body.to_string()))).unwrap()
+}
+
+fn q(code: &str, state: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", code)
+        .append_pair("state", state)
+        .finish()
+}
+
+impl Callback {
+    fn redirect_state(&self) -> String {
+        self.env
+            .client
+            .begin_connect(
+                Flow::Redirect {
+                    redirect_uri: redirect_uri(),
+                },
+                SESSION,
+            )
+            .unwrap()
+            .state
+    }
+    fn embedded_state(&self) -> String {
+        self.env
+            .client
+            .begin_connect(Flow::Embedded, SESSION)
+            .unwrap()
+            .state
+    }
+}
+
+#[tokio::test]
+async fn both_flows_connect_and_never_answer_with_the_token() {
+    let cb = setup().await;
+    let code = cb.env.mint(true, Scenario::Success);
+    let (resp, body, text) = call(
+        &cb.service,
+        get(&q(&code, &cb.redirect_state()), Some(sid())),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "connected");
+    assert_eq!(body["provider_id"], "turbotax");
+    let account = body["account_id"].as_str().unwrap().to_owned();
+    let token = cb.vault.open(&account).await.unwrap();
+    assert!(!text.contains(token.expose_secret()) && !text.contains(&code));
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
+
+    let code = cb.env.mint(false, Scenario::Success);
+    let (resp, body, text) = call(
+        &cb.service,
+        post(
+            json!({"code": code, "state": cb.embedded_state()}),
+            Some(sid()),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK, "{body}");
+    let token = cb
+        .vault
+        .open(body["account_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert!(!text.contains(token.expose_secret()));
+    assert_eq!(cb.vault.list().await.unwrap().len(), 2);
+
+    // With pages configured, the redirect flow redirects.
+    let code = cb.env.mint(true, Scenario::Success);
+    let (resp, _, _) = call(
+        cb.pages.as_ref().unwrap(),
+        get(&q(&code, &cb.redirect_state()), Some(sid())),
+    )
+    .await;
+    assert_eq!(
+        (resp.status(), resp.headers()["location"].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/accounts")
+    );
+}
+
+#[tokio::test]
+async fn refusals_have_the_right_status_and_message() {
+    let cb = setup().await;
+    let code = cb.env.mint(true, Scenario::Success);
+    let state = cb.redirect_state();
+    let check =
+        |(resp, body, _): (Response<()>, Value, String), status: StatusCode, error: &str| {
+            assert_eq!(resp.status(), status, "{body}");
+            assert_eq!(body["error"], error, "{body}");
+            assert!(
+                body["message"].as_str().is_some_and(|m| m.ends_with('.')),
+                "{body}"
+            );
+        };
+    // A missing code, or a missing state.
+    check(
+        call(&cb.service, get(&format!("state={state}"), Some(sid()))).await,
+        StatusCode::BAD_REQUEST,
+        "bad_callback",
+    );
+    check(
+        call(&cb.service, get(&format!("code={code}"), Some(sid()))).await,
+        StatusCode::BAD_REQUEST,
+        "bad_callback",
+    );
+    // A forged state.
+    let forged = StateSigner::generate().issue(
+        &Flow::Redirect {
+            redirect_uri: redirect_uri(),
+        },
+        SESSION,
+    );
+    check(
+        call(&cb.service, get(&q(&code, &forged), Some(sid()))).await,
+        StatusCode::FORBIDDEN,
+        "invalid_state",
+    );
+    // An expired state, signed by the same key an hour ago.
+    let old = StateSigner::from_key(&STATE_KEY).unwrap().issue_at(
+        &Flow::Redirect {
+            redirect_uri: redirect_uri(),
+        },
+        SESSION,
+        SystemTime::now() - Duration::from_secs(3600),
+    );
+    let (resp, body, _) = call(&cb.service, get(&q(&code, &old), Some(sid()))).await;
+    check(
+        (resp, body.clone(), String::new()),
+        StatusCode::BAD_REQUEST,
+        "invalid_state",
+    );
+    assert_eq!(
+        body["message"],
+        "This connection attempt took too long. Please start again."
+    );
+    // A state from another session, and no session at all.
+    check(
+        call(&cb.service, get(&q(&code, &state), Some("someone-else"))).await,
+        StatusCode::FORBIDDEN,
+        "invalid_state",
+    );
+    check(
+        call(&cb.service, get(&q(&code, &state), None)).await,
+        StatusCode::FORBIDDEN,
+        "invalid_state",
+    );
+    // A redirect-flow state posted as an embedded callback.
+    check(
+        call(
+            &cb.service,
+            post(json!({"code": code, "state": state}), Some(sid())),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "invalid_state",
+    );
+    // Bad embedded bodies.
+    let text_body = Request::post("/")
+        .header("cookie", format!("sid={}", sid()))
+        .body(Full::new(Bytes::from("code=x")))
+        .unwrap();
+    check(
+        call(&cb.service, text_body).await,
+        StatusCode::BAD_REQUEST,
+        "bad_callback",
+    );
+    check(
+        call(
+            &cb.service,
+            post(json!(["not", "an", "object"]), Some(sid())),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_callback",
+    );
+    // None of these spent the code.
+    let (resp, _, _) = call(&cb.service, get(&q(&code, &state), Some(sid()))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Other methods.
+    let put = Request::put("/").body(Full::new(Bytes::new())).unwrap();
+    let (resp, _, _) = call(&cb.service, put).await;
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn a_replayed_callback_is_refused_and_the_first_account_stays() {
+    let cb = setup().await;
+    let code = cb.env.mint(true, Scenario::Success);
+    let query = q(&code, &cb.redirect_state());
+    let (resp, body, _) = call(&cb.service, get(&query, Some(sid()))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let account = body["account_id"].as_str().unwrap().to_owned();
+    let (resp, body, _) = call(&cb.service, get(&query, Some(sid()))).await;
+    assert_eq!(
+        (resp.status(), body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("invalid_state"))
+    );
+    assert_eq!(
+        cb.env.token_requests_for(&code),
+        1,
+        "the replay never reached Chart"
+    );
+    // So the first connection still works: its token was not revoked.
+    cb.env
+        .client
+        .introspect(&cb.vault, &account)
+        .await
+        .expect("still connected");
+}
+
+#[tokio::test]
+async fn access_denied_is_a_clean_cancel() {
+    let cb = setup().await;
+    let state = cb.redirect_state();
+    let (resp, body, _) = call(
+        &cb.service,
+        get(&format!("error=access_denied&state={state}"), Some(sid())),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        (body["status"].as_str(), body["error"].as_str()),
+        (Some("cancelled"), Some("access_denied"))
+    );
+    assert_eq!(
+        body["message"],
+        "You cancelled the connection. You can connect your account at any time."
+    );
+    let (resp, _, _) = call(
+        cb.pages.as_ref().unwrap(),
+        get(&format!("error=access_denied&state={state}"), Some(sid())),
+    )
+    .await;
+    assert_eq!(
+        resp.headers()["location"],
+        "/oops?from=chart&error=access_denied"
+    );
+    // A cancel with a state from another session is refused like any forged callback.
+    let (resp, _, _) = call(
+        &cb.service,
+        get(&format!("error=access_denied&state={state}"), Some("x")),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn every_exchange_error_maps_to_its_status_and_message() {
+    let cb = setup().await;
+    let cases: Vec<(Box<dyn Fn(&MockServer)>, Scenario, StatusCode, &str)> = vec![
+        (
+            Box::new(|_| {}),
+            Scenario::Denied,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        ),
+        (
+            Box::new(|_| {}),
+            Scenario::ServerError,
+            StatusCode::BAD_GATEWAY,
+            "chart_unavailable",
+        ),
+        (
+            Box::new(|m| m.add_fault(fault(FaultKind::Status, Some(401)))),
+            Scenario::Success,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "invalid_client",
+        ),
+        (
+            Box::new(|m| m.add_fault(fault(FaultKind::Status, Some(400)))),
+            Scenario::Success,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "invalid_request",
+        ),
+        (
+            Box::new(|m| {
+                m.add_fault(Fault {
+                    retry_after: Some(600),
+                    ..fault(FaultKind::Status, Some(429))
+                })
+            }),
+            Scenario::Success,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+        ),
+        (
+            Box::new(|m| m.add_fault(fault(FaultKind::Reset, None))),
+            Scenario::Success,
+            StatusCode::BAD_GATEWAY,
+            "outcome_unknown",
+        ),
+        (
+            Box::new(|m| m.add_fault(fault(FaultKind::Empty, None))),
+            Scenario::Success,
+            StatusCode::BAD_GATEWAY,
+            "outcome_unknown",
+        ),
+        (
+            Box::new(|m| m.add_fault(fault(FaultKind::Truncated, None))),
+            Scenario::Success,
+            StatusCode::BAD_GATEWAY,
+            "outcome_unknown",
+        ),
+        (
+            Box::new(|m| m.add_fault(fault(FaultKind::MalformedJson, None))),
+            Scenario::Success,
+            StatusCode::BAD_GATEWAY,
+            "malformed_response",
+        ),
+    ];
+    for (arrange, scenario, status, error) in cases {
+        arrange(&cb.env.mock);
+        let code = cb.env.mint(true, scenario);
+        let (resp, body, text) = call(
+            &cb.service,
+            get(&q(&code, &cb.redirect_state()), Some(sid())),
+        )
+        .await;
+        assert_eq!(
+            (resp.status(), body["error"].as_str()),
+            (status, Some(error)),
+            "{body}"
+        );
+        assert!(!body["message"].as_str().unwrap().is_empty());
+        assert!(!text.contains(&code));
+        cb.env.mock.clear_faults();
+    }
+    let (resp, _, _) = call(
+        cb.pages.as_ref().unwrap(),
+        get(&q("never-issued", &cb.redirect_state()), Some(sid())),
+    )
+    .await;
+    assert_eq!(
+        resp.headers()["location"],
+        "/oops?from=chart&error=invalid_grant"
+    );
+    assert!(
+        cb.vault.list().await.unwrap().is_empty(),
+        "no failed callback stored anything"
+    );
+}
+
+#[tokio::test]
+async fn it_serves_as_a_hyper_service() {
+    let cb = setup().await;
+    let code = cb.env.mint(true, Scenario::Success);
+    let req = get(&q(&code, &cb.redirect_state()), Some(sid()));
+    let resp = hyper::service::Service::call(&cb.service, req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let _: &dyn Fn() -> ChartClient = &|| cb.env.client.clone();
+}
+
+fn fault(kind: FaultKind, status: Option<u16>) -> Fault {
+    Fault {
+        kind,
+        path: "/auth/token".into(),
+        times: 1,
+        status,
+        delay_ms: None,
+        retry_after: None,
+    }
+}
