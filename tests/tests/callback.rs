@@ -326,7 +326,7 @@ async fn access_denied_is_a_clean_cancel() {
 #[tokio::test]
 async fn every_exchange_error_maps_to_its_status_and_message() {
     let cb = setup().await;
-    let cases: Vec<(Box<dyn Fn(&MockServer)>, Scenario, StatusCode, &str)> = vec![
+    let cases: Vec<(Arrange, Scenario, StatusCode, &str)> = vec![
         (
             Box::new(|_| {}),
             Scenario::Denied,
@@ -430,6 +430,8 @@ async fn it_serves_as_a_hyper_service() {
     assert_eq!(resp.status(), StatusCode::OK);
     let _: &dyn Fn() -> ChartClient = &|| cb.env.client.clone();
 }
+
+type Arrange = Box<dyn Fn(&MockServer)>;
 
 fn fault(kind: FaultKind, status: Option<u16>) -> Fault {
     Fault {
