@@ -34,19 +34,28 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { headless: false, port: 3000, data_dir: PathBuf::from(".chart-demo") };
+    let mut args = Args {
+        headless: false,
+        port: 3000,
+        data_dir: PathBuf::from(".chart-demo"),
+    };
     let mut it = std::env::args().skip(1);
     let mut port_set = false;
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--headless" => args.headless = true,
             "--port" => {
-                args.port = it.next().and_then(|p| p.parse().ok()).ok_or("--port needs a number")?;
+                args.port = it
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or("--port needs a number")?;
                 port_set = true;
             }
             "--data-dir" => args.data_dir = it.next().ok_or("--data-dir needs a path")?.into(),
             "-h" | "--help" => {
-                println!("usage: demo [--headless] [--port N (default 3000; headless: a free port)] [--data-dir DIR]");
+                println!(
+                    "usage: demo [--headless] [--port N (default 3000; headless: a free port)] [--data-dir DIR]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -81,7 +90,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port)))
         .await
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e} (is another demo running? try --port)", args.port))?;
+        .map_err(|e| {
+            format!(
+                "cannot listen on 127.0.0.1:{}: {e} (is another demo running? try --port)",
+                args.port
+            )
+        })?;
     let port = listener.local_addr()?.port();
 
     // The vault: a FileStore under the data directory, and a key made on first run.
@@ -93,16 +107,26 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         let ring = Keyring::generate();
         ring.save(&key_path)?;
-        println!("· vault key generated at {} (mode 0600)", key_path.display());
+        println!(
+            "· vault key generated at {} (mode 0600)",
+            key_path.display()
+        );
         ring
     };
-    let vault = Arc::new(Vault::new(keyring, FileStore::open(args.data_dir.join("tokens"))?));
+    let vault = Arc::new(Vault::new(
+        keyring,
+        FileStore::open(args.data_dir.join("tokens"))?,
+    ));
 
     // Chart: the real API when configured, else the mock, in-process.
     let (config, mock, connect_page) = if std::env::var_os("CHART_CLIENT_ID").is_some() {
         let builder = Config::builder_from_env()?;
-        let connect = std::env::var("CHART_CONNECT_BASE").unwrap_or_else(|_| chart_auth::DEFAULT_CONNECT_BASE.into());
-        println!("· using the Chart API at {}", std::env::var("CHART_API_BASE").unwrap_or_else(|_| chart_auth::DEFAULT_API_BASE.into()));
+        let connect = std::env::var("CHART_CONNECT_BASE")
+            .unwrap_or_else(|_| chart_auth::DEFAULT_CONNECT_BASE.into());
+        println!(
+            "· using the Chart API at {}",
+            std::env::var("CHART_API_BASE").unwrap_or_else(|_| chart_auth::DEFAULT_API_BASE.into())
+        );
         (builder.build()?, None, connect)
     } else {
         let client = ClientConfig {
@@ -113,7 +137,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 format!("http://127.0.0.1:{port}/api/chart/callback"),
             ],
         };
-        let mock = MockServer::start(MockConfig { clients: vec![client.clone()], ..MockConfig::default() }).await?;
+        let mock = MockServer::start(MockConfig {
+            clients: vec![client.clone()],
+            ..MockConfig::default()
+        })
+        .await?;
         println!("· mock Chart server at {}", mock.url());
         let connect = format!("{}/connect", mock.url());
         let config = Config::builder(client.client_id, ClientSecret::new(client.client_secret))
@@ -128,7 +156,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .success_page("/?connected=1")
         .error_page("/")
         .build();
-    let demo = Arc::new(Demo { client, vault, callback, connect_page, port, _mock: mock });
+    let demo = Arc::new(Demo {
+        client,
+        vault,
+        callback,
+        connect_page,
+        port,
+        _mock: mock,
+    });
 
     let server = tokio::spawn(serve(listener, demo.clone()));
     if args.headless {
@@ -144,7 +179,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn serve(listener: TcpListener, demo: Arc<Demo>) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let demo = demo.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
@@ -162,7 +199,10 @@ const SESSION_COOKIE: &str = "demo_sid";
 
 fn session_of(headers: &http::HeaderMap) -> Option<String> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    cookies.split(';').find_map(|c| c.trim().strip_prefix("demo_sid=")).map(str::to_owned)
+    cookies
+        .split(';')
+        .find_map(|c| c.trim().strip_prefix("demo_sid="))
+        .map(str::to_owned)
 }
 
 fn uuid_like() -> String {
@@ -174,8 +214,10 @@ fn uuid_like() -> String {
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -185,15 +227,30 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
 
 async fn route(demo: &Demo, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let session = session_of(req.headers());
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
-    let host = if host.starts_with("127.0.0.1") { "127.0.0.1" } else { "localhost" };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    let host = if host.starts_with("127.0.0.1") {
+        "127.0.0.1"
+    } else {
+        "localhost"
+    };
     let origin = format!("http://{host}:{}", demo.port);
     match (req.method().clone(), req.uri().path()) {
         (Method::GET, "/") => {
             let mut resp = respond(StatusCode::OK, "text/html; charset=utf-8", PAGE.to_owned());
             if session.is_none() {
-                let cookie = format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax", uuid_like());
-                resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("ascii"));
+                let cookie = format!(
+                    "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
+                    uuid_like()
+                );
+                resp.headers_mut().insert(
+                    header::SET_COOKIE,
+                    HeaderValue::from_str(&cookie).expect("ascii"),
+                );
             }
             resp
         }
@@ -203,16 +260,31 @@ async fn route(demo: &Demo, req: Request<hyper::body::Incoming>) -> Response<Bod
             Response::from_parts(parts, body)
         }
         (Method::GET, "/connect/redirect") => {
-            let Some(session) = session else { return see_other("/") };
-            let flow = Flow::Redirect { redirect_uri: format!("{origin}/api/chart/callback") };
+            let Some(session) = session else {
+                return see_other("/");
+            };
+            let flow = Flow::Redirect {
+                redirect_uri: format!("{origin}/api/chart/callback"),
+            };
             match demo.client.begin_connect(flow, session.as_bytes()) {
                 Ok(start) => see_other(&start.connect_url.unwrap_or_default()),
-                Err(e) => json(e.http_status(), serde_json::json!({"error": e.code(), "message": e.user_message()})),
+                Err(e) => json(
+                    e.http_status(),
+                    serde_json::json!({"error": e.code(), "message": e.user_message()}),
+                ),
             }
         }
         (Method::GET, "/api/chart/embedded") => {
-            let Some(session) = session else { return json(StatusCode::FORBIDDEN, serde_json::json!({"error": "no_session"})) };
-            match demo.client.begin_connect(Flow::Embedded, session.as_bytes()) {
+            let Some(session) = session else {
+                return json(
+                    StatusCode::FORBIDDEN,
+                    serde_json::json!({"error": "no_session"}),
+                );
+            };
+            match demo
+                .client
+                .begin_connect(Flow::Embedded, session.as_bytes())
+            {
                 Ok(start) => {
                     let query = form_urlencoded::Serializer::new(String::new())
                         .append_pair("client_id", demo.client.config().client_id())
@@ -222,29 +294,55 @@ async fn route(demo: &Demo, req: Request<hyper::body::Incoming>) -> Response<Bod
                         .finish();
                     let url = format!("{}?{query}", demo.connect_page);
                     let connect_origin = url.split('/').take(3).collect::<Vec<_>>().join("/");
-                    json(StatusCode::OK, serde_json::json!({"url": url, "origin": connect_origin}))
+                    json(
+                        StatusCode::OK,
+                        serde_json::json!({"url": url, "origin": connect_origin}),
+                    )
                 }
-                Err(e) => json(e.http_status(), serde_json::json!({"error": e.code(), "message": e.user_message()})),
+                Err(e) => json(
+                    e.http_status(),
+                    serde_json::json!({"error": e.code(), "message": e.user_message()}),
+                ),
             }
         }
         (Method::GET, "/api/accounts") => accounts(demo).await,
         (Method::POST, "/api/disconnect") => {
             if session.is_none() {
-                return json(StatusCode::FORBIDDEN, serde_json::json!({"error": "no_session"}));
+                return json(
+                    StatusCode::FORBIDDEN,
+                    serde_json::json!({"error": "no_session"}),
+                );
             }
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let account = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["account_id"].as_str().map(str::to_owned));
             let Some(account) = account else {
-                return json(StatusCode::BAD_REQUEST, serde_json::json!({"error": "account_id is required"}));
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"error": "account_id is required"}),
+                );
             };
             match demo.client.disconnect(&demo.vault, &account).await {
-                Ok(()) => json(StatusCode::OK, serde_json::json!({"status": "disconnected"})),
-                Err(e) => json(e.http_status(), serde_json::json!({"error": e.code(), "message": e.user_message()})),
+                Ok(()) => json(
+                    StatusCode::OK,
+                    serde_json::json!({"status": "disconnected"}),
+                ),
+                Err(e) => json(
+                    e.http_status(),
+                    serde_json::json!({"error": e.code(), "message": e.user_message()}),
+                ),
             }
         }
-        _ => json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "not_found"}),
+        ),
     }
 }
 
@@ -260,15 +358,28 @@ fn see_other(location: &str) -> Response<Body> {
 async fn accounts(demo: &Demo) -> Response<Body> {
     let stored = match demo.vault.list().await {
         Ok(s) => s,
-        Err(e) => return json(e.http_status(), serde_json::json!({"error": e.code(), "message": e.user_message()})),
+        Err(e) => {
+            return json(
+                e.http_status(),
+                serde_json::json!({"error": e.code(), "message": e.user_message()}),
+            );
+        }
     };
     let mut out = Vec::new();
     for conn in stored {
         let live = match demo.client.introspect(&demo.vault, conn.account_id()).await {
-            Ok(i) => serde_json::json!({"ok": true, "name": i.name, "taxpayer_id": i.taxpayer_id, "provider_id": i.provider_id}),
-            Err(e) => serde_json::json!({"ok": false, "error": e.code(), "message": e.user_message()}),
+            Ok(i) => {
+                serde_json::json!({"ok": true, "name": i.name, "taxpayer_id": i.taxpayer_id, "provider_id": i.provider_id})
+            }
+            Err(e) => {
+                serde_json::json!({"ok": false, "error": e.code(), "message": e.user_message()})
+            }
         };
-        let stored_at = conn.stored_at().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let stored_at = conn
+            .stored_at()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         out.push(serde_json::json!({
             "account_id": conn.account_id(),
             "provider_id": conn.provider_id().as_str(),
@@ -295,23 +406,42 @@ async fn headless(demo: &Demo) -> Result<(), Box<dyn std::error::Error>> {
             if form.is_some() {
                 req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
             }
-            let resp = http.request(req.body(Full::new(Bytes::from(form.unwrap_or_default())))?).await?;
+            let resp = http
+                .request(req.body(Full::new(Bytes::from(form.unwrap_or_default())))?)
+                .await?;
             let (parts, body) = resp.into_parts();
             let body = body.collect().await?.to_bytes();
             Ok::<_, Box<dyn std::error::Error>>((parts, body))
         }
     };
     let location = |parts: &http::response::Parts| -> Result<String, Box<dyn std::error::Error>> {
-        Ok(parts.headers.get(header::LOCATION).ok_or("expected a redirect")?.to_str()?.to_owned())
+        Ok(parts
+            .headers
+            .get(header::LOCATION)
+            .ok_or("expected a redirect")?
+            .to_str()?
+            .to_owned())
     };
 
     println!("1. open the demo page");
     let (parts, _) = send(Method::GET, format!("{base}/"), None, None).await?;
-    let cookie = parts.headers.get(header::SET_COOKIE).ok_or("no session cookie")?.to_str()?;
+    let cookie = parts
+        .headers
+        .get(header::SET_COOKIE)
+        .ok_or("no session cookie")?
+        .to_str()?;
     let cookie = cookie.split(';').next().unwrap_or_default().to_owned();
 
-    println!("2. click \"Connect (redirect)\": the backend signs a state and sends us to Chart Connect");
-    let (parts, _) = send(Method::GET, format!("{base}/connect/redirect"), Some(cookie.clone()), None).await?;
+    println!(
+        "2. click \"Connect (redirect)\": the backend signs a state and sends us to Chart Connect"
+    );
+    let (parts, _) = send(
+        Method::GET,
+        format!("{base}/connect/redirect"),
+        Some(cookie.clone()),
+        None,
+    )
+    .await?;
     let connect_url = location(&parts)?;
     let (parts, page) = send(Method::GET, connect_url.clone(), None, None).await?;
     if parts.status != StatusCode::OK || !String::from_utf8_lossy(&page).contains("connect-form") {
@@ -319,20 +449,37 @@ async fn headless(demo: &Demo) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("3. submit the Connect form with its defaults (chart-sandbox, success)");
-    let query = connect_url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let query = connect_url
+        .split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or_default();
     let form = format!("{query}&provider_id=chart-sandbox&outcome=success");
     let (parts, _) = send(Method::POST, demo.connect_page.clone(), None, Some(form)).await?;
     let callback_url = location(&parts)?;
 
-    println!("4. Chart Connect redirects to the callback, which exchanges the code and seals the token");
+    println!(
+        "4. Chart Connect redirects to the callback, which exchanges the code and seals the token"
+    );
     let (parts, body) = send(Method::GET, callback_url, Some(cookie.clone()), None).await?;
-    let landed = location(&parts).map_err(|_| format!("the callback answered {}: {}", parts.status, String::from_utf8_lossy(&body)))?;
+    let landed = location(&parts).map_err(|_| {
+        format!(
+            "the callback answered {}: {}",
+            parts.status,
+            String::from_utf8_lossy(&body)
+        )
+    })?;
     if landed.contains("error=") {
         return Err(format!("the callback failed: {landed}").into());
     }
 
     println!("5. list the connected accounts");
-    let (_, body) = send(Method::GET, format!("{base}/api/accounts"), Some(cookie), None).await?;
+    let (_, body) = send(
+        Method::GET,
+        format!("{base}/api/accounts"),
+        Some(cookie),
+        None,
+    )
+    .await?;
     let accounts: serde_json::Value = serde_json::from_slice(&body)?;
     let live: Vec<&serde_json::Value> = accounts
         .as_array()
@@ -352,7 +499,11 @@ async fn headless(demo: &Demo) -> Result<(), Box<dyn std::error::Error>> {
     if live.is_empty() {
         return Err("no live account after the flow".into());
     }
-    println!("headless demo passed: {} live account(s) sealed in {}", live.len(), demo.vault.store().dir().display());
+    println!(
+        "headless demo passed: {} live account(s) sealed in {}",
+        live.len(),
+        demo.vault.store().dir().display()
+    );
     Ok(())
 }
 
