@@ -653,33 +653,64 @@ pub(crate) struct ErrorBody<'a> {
     pub(crate) message: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Maps a non-success answer to its error, scrubbing `secrets` out of Chart's message.
+/// Maps a non-success answer to its error, scrubbing `secrets` out of it.
 pub(crate) fn error_from_answer(answer: &Answer, secrets: &[&str]) -> Error {
-    let mut detail = answer.detail();
-    if let Ok(body) = serde_json::from_slice::<ErrorBody<'_>>(&answer.body) {
-        detail.name = body.name.map(|n| n.chars().take(64).collect());
-        detail.message = body.message.map(|m| {
-            let mut m: String = m.chars().take(512).collect();
-            for s in secrets.iter().filter(|s| !s.is_empty()) {
-                m = m.replace(s, "<redacted>");
-            }
-            m
-        });
+    Error::from_response(answer.status, &answer.headers, &answer.body, secrets)
+}
+
+/// `text` with every secret replaced, then cut to `limit` characters; `None` if a
+/// secret would still show (e.g. one that the replacement itself spells).
+fn scrub(text: &str, limit: usize, secrets: &[&str]) -> Option<String> {
+    let secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
+    let mut out = text.to_owned();
+    for s in &secrets {
+        out = out.replace(s, "<redacted>");
     }
-    let status = answer.status;
-    match (detail.name.as_deref(), status) {
-        (Some("invalid_grant_error"), _) => Error::InvalidGrant(detail),
-        (Some("invalid_client_error"), _) => Error::InvalidClient(detail),
-        (Some("invalid_token_error"), _) => Error::InvalidToken(detail),
-        (Some("rate_limit_exceeded_error"), _) | (_, StatusCode::TOO_MANY_REQUESTS) => {
-            Error::RateLimited {
-                retry_after: parse_retry_after(&answer.headers),
-                detail,
-            }
+    let out: String = out.chars().take(limit).collect();
+    (!secrets.iter().any(|s| out.contains(s))).then_some(out)
+}
+
+impl Error {
+    /// Builds the error for a non-success Chart answer from its status, headers and
+    /// body (`{"code", "name", "message"}`). Every string in `secrets` (e.g. the code
+    /// and client secret that were sent) is scrubbed from what the error keeps.
+    ///
+    /// ```
+    /// use chart_auth::Error;
+    /// let body = br#"{"code":400,"name":"invalid_grant_error","message":"code abc123 expired"}"#;
+    /// let err = Error::from_response(http::StatusCode::BAD_REQUEST, &http::HeaderMap::new(), body, &["abc123"]);
+    /// assert!(matches!(err, Error::InvalidGrant(_)));
+    /// assert_eq!(err.detail().unwrap().message.as_deref(), Some("code <redacted> expired"));
+    /// ```
+    pub fn from_response(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[&str],
+    ) -> Error {
+        let mut detail = ErrorDetail {
+            status: Some(status),
+            request_id: request_id(headers).and_then(|id| scrub(&id, 128, secrets)),
+            ..ErrorDetail::default()
+        };
+        if let Ok(body) = serde_json::from_slice::<ErrorBody<'_>>(body) {
+            detail.name = body.name.and_then(|n| scrub(&n, 64, secrets));
+            detail.message = body.message.and_then(|m| scrub(&m, 512, secrets));
         }
-        (_, StatusCode::UNAUTHORIZED) => Error::InvalidClient(detail),
-        (_, s) if s.is_client_error() => Error::InvalidRequest(detail),
-        (_, s) => Error::Server { status: s, detail },
+        match (detail.name.as_deref(), status) {
+            (Some("invalid_grant_error"), _) => Error::InvalidGrant(detail),
+            (Some("invalid_client_error"), _) => Error::InvalidClient(detail),
+            (Some("invalid_token_error"), _) => Error::InvalidToken(detail),
+            (Some("rate_limit_exceeded_error"), _) | (_, StatusCode::TOO_MANY_REQUESTS) => {
+                Error::RateLimited {
+                    retry_after: parse_retry_after(headers),
+                    detail,
+                }
+            }
+            (_, StatusCode::UNAUTHORIZED) => Error::InvalidClient(detail),
+            (_, s) if s.is_client_error() => Error::InvalidRequest(detail),
+            (_, s) => Error::Server { status: s, detail },
+        }
     }
 }
 

@@ -134,6 +134,11 @@ fn check(ctx: &Ctx, p: &Params) -> Result<(), String> {
     Ok(())
 }
 
+/// Parses and checks a Connect form or query, as the page does before answering.
+pub(crate) fn check_form(ctx: &Ctx, pairs: &[u8]) -> Result<(), String> {
+    parse(pairs).and_then(|p| check(ctx, &p))
+}
+
 /// `GET /connect` shows the form; `POST /connect` submits it.
 pub(crate) async fn page(ctx: &Ctx, req: Request<hyper::body::Incoming>) -> Resp {
     match *req.method() {

@@ -39,7 +39,7 @@ pub use config::{
     ClientConfig, ConfigError, MockConfig, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET,
     SANDBOX_REDIRECT_URIS,
 };
-pub use routes::{API_VERSION, MAX_BODY, error_name};
+pub use routes::{API_VERSION, MAX_BODY, error_name, fuzzing};
 pub use state::{
     Chart, Fault, FaultKind, GrantOutcome, JournalEntry, MintError, MintRequest, MintedCode,
     PROVIDERS, Scenario, TokenInfo,

@@ -426,11 +426,15 @@ async fn token(ctx: &Ctx, req: Request<hyper::body::Incoming>, note: &mut Note) 
             "The content type must be application/json.",
         );
     }
-    let body = match read_body(req).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
-    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
+    match read_body(req).await {
+        Ok(body) => token_grant(ctx, &body, note).await,
+        Err(resp) => resp,
+    }
+}
+
+/// The body of `POST /auth/token`, once the method and headers have passed.
+async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp {
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
         return error_std(
             StatusCode::BAD_REQUEST,
             "The request body is not a JSON object.",
@@ -706,6 +710,38 @@ pub fn service(
     Future = impl Future<Output = Result<Resp, ResetConnection>> + Send,
 > + Clone {
     hyper::service::service_fn(move |req| handle(ctx.clone(), peer, req))
+}
+
+/// Entry points for the fuzz targets in `fuzz/`; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Runs a `POST /auth/token` body through the mock; gives the status and body.
+    pub async fn auth_token(chart: Arc<Chart>, body: &[u8]) -> (StatusCode, Bytes) {
+        let ctx = Ctx {
+            chart,
+            admin_token: None,
+        };
+        let resp = token_grant(&ctx, body, &mut Note::default()).await;
+        let status = resp.status();
+        let body = match resp.into_body() {
+            MockBody::Full(b) => b.unwrap_or_default(),
+            MockBody::Broken { .. } => Bytes::new(),
+        };
+        (status, body)
+    }
+
+    /// Parses a Connect form (or query) and checks it against the mock's clients.
+    pub fn connect_form(chart: Arc<Chart>, pairs: &[u8]) -> Result<(), String> {
+        crate::connect::check_form(
+            &Ctx {
+                chart,
+                admin_token: None,
+            },
+            pairs,
+        )
+    }
 }
 
 #[cfg(test)]
