@@ -329,6 +329,11 @@ pub struct ChartClient {
 struct Inner {
     config: Config,
     http: Transport,
+    /// Built once: the endpoint URIs and the version header.
+    token_uri: Uri,
+    introspect_uri: Uri,
+    disconnect_uri: Uri,
+    api_version: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -397,8 +402,30 @@ impl ChartClient {
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
+        let uri = |path: &str| {
+            format!("{}{path}", config.api_base)
+                .parse::<Uri>()
+                .map_err(|_| Error::Config(format!("bad API base {:?}", config.api_base)))
+        };
+        let (token_uri, introspect_uri, disconnect_uri) = (
+            uri("/auth/token")?,
+            uri("/introspect")?,
+            uri("/disconnect")?,
+        );
+        let api_version = config
+            .api_version
+            .as_deref()
+            .map(|v| HeaderValue::from_str(v).map_err(|_| Error::Config("bad API version".into())))
+            .transpose()?;
         Ok(Self {
-            inner: Arc::new(Inner { config, http }),
+            inner: Arc::new(Inner {
+                config,
+                http,
+                token_uri,
+                introspect_uri,
+                disconnect_uri,
+                api_version,
+            }),
         })
     }
 
@@ -417,16 +444,13 @@ impl ChartClient {
     pub(crate) async fn send(
         &self,
         method: Method,
-        path: &str,
+        uri: &Uri,
         body: Option<Bytes>,
         bearer: Option<&AccessToken>,
     ) -> Result<Answer, Error> {
         let cfg = &self.inner.config;
         let started = Instant::now();
         let deadline = started + cfg.deadline;
-        let uri: Uri = format!("{}{}", cfg.api_base, path)
-            .parse()
-            .map_err(|_| Error::Config(format!("bad request path {path:?}")))?;
         let auth = bearer.map(bearer_header);
         let span = tracing::Span::current();
         let mut attempt = 0;
@@ -437,11 +461,8 @@ impl ChartClient {
             let headers = req.headers_mut().expect("a fresh builder has headers");
             headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
             headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-            if let Some(v) = &cfg.api_version {
-                headers.insert(
-                    "chart-api-version",
-                    HeaderValue::from_str(v).expect("checked at build"),
-                );
+            if let Some(v) = &self.inner.api_version {
+                headers.insert("chart-api-version", v.clone());
             }
             if let Some(auth) = &auth {
                 headers.insert(header::AUTHORIZATION, auth.clone());
@@ -845,7 +866,12 @@ impl ChartClient {
             ))
         })?;
         let answer = self
-            .send(Method::POST, "/auth/token", Some(buf.into_bytes()), None)
+            .send(
+                Method::POST,
+                &self.inner.token_uri,
+                Some(buf.into_bytes()),
+                None,
+            )
             .await?;
         if answer.status != StatusCode::OK {
             return Err(error_from_answer(
@@ -871,7 +897,7 @@ impl ChartClient {
         );
         async {
             let answer = self
-                .send(Method::GET, "/introspect", None, Some(token))
+                .send(Method::GET, &self.inner.introspect_uri, None, Some(token))
                 .await?;
             if answer.status != StatusCode::OK {
                 return Err(error_from_answer(&answer, &[token.expose_secret()]));
@@ -897,7 +923,7 @@ impl ChartClient {
         );
         async {
             let answer = self
-                .send(Method::POST, "/disconnect", None, Some(token))
+                .send(Method::POST, &self.inner.disconnect_uri, None, Some(token))
                 .await?;
             if answer.status != StatusCode::OK {
                 return Err(error_from_answer(&answer, &[token.expose_secret()]));

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
 use crate::vault::RecordIdentity;
@@ -178,7 +177,8 @@ impl TokenStore for MemoryStore {
 /// Every write goes to a temporary file, is fsynced, renamed over the record, and the
 /// directory is fsynced, so a crash leaves either the old or the new record, never a
 /// torn one. Files are mode 0600 in a 0700 directory. Writers in one process and across
-/// processes serialize on an exclusive `flock` of `.lock`. Readers need no lock.
+/// processes serialize on an exclusive lock of `.lock` (`File::lock`, flock on Linux).
+/// Readers need no lock.
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: Arc<PathBuf>,
@@ -240,7 +240,7 @@ impl FileStore {
             .mode(0o600)
             .open(&path)
             .map_err(io_err("open", &path))?;
-        file.lock_exclusive().map_err(io_err("lock", &path))?;
+        file.lock().map_err(io_err("lock", &path))?;
         Ok(file)
     }
 

@@ -154,9 +154,19 @@ pub fn error_name(status: StatusCode) -> &'static str {
 }
 
 fn error(status: StatusCode, name: &str, message: &str) -> Resp {
+    #[derive(Serialize)]
+    struct ErrorAnswer<'a> {
+        code: u16,
+        name: &'a str,
+        message: &'a str,
+    }
     json_response(
         status,
-        &serde_json::json!({"code": status.as_u16(), "name": name, "message": message}),
+        &ErrorAnswer {
+            code: status.as_u16(),
+            name,
+            message,
+        },
     )
 }
 
@@ -478,14 +488,21 @@ async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp {
             if slow {
                 tokio::time::sleep(ctx.chart.slow_delay()).await;
             }
+            #[derive(Serialize)]
+            struct TokenAnswer<'a> {
+                account_id: &'a str,
+                taxpayer_id: &'a str,
+                provider_id: &'a str,
+                access_token: &'a str,
+            }
             json_response(
                 StatusCode::OK,
-                &serde_json::json!({
-                    "account_id": account_id,
-                    "taxpayer_id": account_id,
-                    "provider_id": provider_id,
-                    "access_token": access_token,
-                }),
+                &TokenAnswer {
+                    account_id: &account_id,
+                    taxpayer_id: &account_id,
+                    provider_id: &provider_id,
+                    access_token: &access_token,
+                },
             )
         }
         GrantOutcome::InvalidGrant(message) => {

@@ -152,6 +152,60 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         seen += &format!("{err}\n{err:?}\n");
     }
 
+    // The callback endpoint: every answer the frontend could see, success and failure.
+    let shared_vault = Arc::new(Vault::new(
+        Keyring::generate(),
+        chart_auth::vault::MemoryStore::default(),
+    ));
+    let callback = chart_auth::CallbackService::builder(client.clone(), shared_vault.clone())
+        .session(|_| Some(SESSION.to_vec()))
+        .build();
+    for (redirect, scenario) in [
+        (true, Scenario::Success),
+        (false, Scenario::Success),
+        (true, Scenario::ServerError),
+    ] {
+        let code = mint(redirect, scenario);
+        secrets.push(code.clone());
+        let flow = if redirect {
+            Flow::Redirect {
+                redirect_uri: redirect_uri(),
+            }
+        } else {
+            Flow::Embedded
+        };
+        let state = client.begin_connect(flow, SESSION).unwrap().state;
+        let req = if redirect {
+            let q = format!("code={code}&state={state}");
+            http::Request::get(format!("/api/chart/callback?{q}"))
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap()
+        } else {
+            let body = serde_json::json!({"code": code, "state": state}).to_string();
+            http::Request::post("/api/chart/callback")
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap()
+        };
+        let resp = callback.handle(req).await;
+        seen += &format!("{:?}\n", resp.headers());
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        seen += &String::from_utf8_lossy(&body);
+    }
+    for conn in shared_vault.list().await.unwrap() {
+        secrets.push(
+            shared_vault
+                .open(conn.account_id())
+                .await
+                .unwrap()
+                .expose_secret()
+                .to_owned(),
+        );
+    }
+
     // Every error row and scenario.
     let mut errors = Vec::new();
     for scenario in [
@@ -256,7 +310,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
     assert!(logs.contains("chart.exchange"), "the TRACE capture works");
     assert!(logs.contains("PANIC: "), "the panic hook works");
     let everything = format!("{logs}\n{seen}");
-    assert!(secrets.len() >= 25, "{} secrets", secrets.len());
+    assert!(secrets.len() >= 30, "{} secrets", secrets.len());
     for secret in &secrets {
         assert!(
             !everything.contains(secret.as_str()),
