@@ -174,18 +174,35 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let budget = if test_mode { 10_000 } else { 400_000 };
-        // Our mock: codes minted ahead, one per request.
-        let mock = MockServer::start(MockConfig { max_codes: budget, journal_len: 1_000, ..MockConfig::default() }).await.unwrap();
-        let mint = |n: usize| -> Arc<Vec<String>> {
+        let mint_into = |mock: &MockServer, n: usize| -> Arc<Vec<String>> {
             Arc::new(
                 (0..n)
                     .map(|_| mock.mint_code(&MintRequest { client_id: SANDBOX_CLIENT_ID.into(), ..Default::default() }).unwrap().code)
                     .collect(),
             )
         };
-        let fake_codes: Arc<Vec<String>> = Arc::new((0..budget).map(|i| format!("code_{i:032}")).collect());
 
+        // Memory first, before any other server shares the process: a mock with its
+        // default limits, 100,000 outstanding codes, then two rounds of sustained load.
+        let n = if test_mode { 10_000 } else { 100_000 };
+        let fresh = MockServer::start(MockConfig::default()).await.unwrap();
+        let r0 = rss_kib();
+        let codes = mint_into(&fresh, n);
+        let r1 = rss_kib();
+        let round1 = drive("memory round 1", fresh.addr(), codes, conns, secs).await;
+        let r2 = rss_kib();
+        let round2 = drive("memory round 2", fresh.addr(), mint_into(&fresh, n), conns, secs).await;
+        let r3 = rss_kib();
+        let mib = |k: u64| k as f64 / 1024.0;
+        println!("\nmock memory (process RSS): {:.1} MiB at start", mib(r0));
+        println!("  + {n} outstanding codes: +{:.1} MiB (target < 64 MiB for 100,000)", mib(r1.saturating_sub(r0)));
+        println!("  after sustained load round 1 ({} exchanges): {:.1} MiB", round1.ok, mib(r2));
+        println!("  after re-minting and round 2 ({} exchanges): {:.1} MiB (flat: codes, tokens and journal are capped)", round2.ok, mib(r3));
+        drop(fresh);
+
+        let budget = if test_mode { 10_000 } else { 400_000 };
+        let mock = MockServer::start(MockConfig { max_codes: budget, ..MockConfig::default() }).await.unwrap();
+        let fake_codes: Arc<Vec<String>> = Arc::new((0..budget).map(|i| format!("code_{i:032}")).collect());
         let bare = bare_hyper().await;
         let wiremock = wiremock::MockServer::start().await;
         wiremock::Mock::given(wiremock::matchers::method("POST"))
@@ -193,13 +210,11 @@ fn main() {
             .respond_with(wiremock::ResponseTemplate::new(200).set_body_raw(ANSWER, "application/json"))
             .mount(&wiremock)
             .await;
-
-        let rss_before_load = rss_kib();
-        let codes = mint(budget);
+        let codes = mint_into(&mock, budget);
         let runs = vec![
             drive("bare hyper (ceiling)", bare, fake_codes.clone(), conns, secs).await,
             drive("chart-mock-server", mock.addr(), codes, conns, secs).await,
-            drive("wiremock-rs 0.6", *wiremock.address(), fake_codes.clone(), conns, secs).await,
+            drive("wiremock-rs 0.6", *wiremock.address(), fake_codes, conns, secs).await,
         ];
         println!("\n/auth/token, {conns} keep-alive connections, {secs:.1} s each, 127.0.0.1, one process\n");
         println!("| server | exchanges/s | p50 | p99 | errors |");
@@ -211,24 +226,5 @@ fn main() {
         println!("\nmock / bare hyper = {:.2}   (target ≥ 0.75)", m / b);
         println!("mock / wiremock-rs = {:.2}  (target ≥ 2)", m / w);
         assert!(runs[1].ok > 0 && runs[1].errors == 0, "the mock failed requests");
-
-        // Memory: 100,000 outstanding codes in a fresh mock.
-        let fresh = MockServer::start(MockConfig::default()).await.unwrap();
-        let before = rss_kib();
-        let n = if test_mode { 10_000 } else { 100_000 };
-        for _ in 0..n {
-            fresh.mint_code(&MintRequest { client_id: SANDBOX_CLIENT_ID.into(), ..Default::default() }).unwrap();
-        }
-        let after = rss_kib();
-        println!("\nRSS growth for {n} outstanding codes: {:.1} MiB (target < 64 MiB for 100,000)", (after.saturating_sub(before)) as f64 / 1024.0);
-        // Sustained load: another run of the same length must not grow the mock.
-        let again = drive("chart-mock-server (again)", mock.addr(), mint(budget), conns, secs).await;
-        println!(
-            "process RSS: {:.1} MiB before minting and load, {:.1} MiB after the three runs, {:.1} MiB after re-minting and a second mock run ({:.0}/s)",
-            rss_before_load as f64 / 1024.0,
-            before as f64 / 1024.0,
-            rss_kib() as f64 / 1024.0,
-            again.rps()
-        );
     });
 }

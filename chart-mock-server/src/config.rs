@@ -84,7 +84,7 @@ pub struct MockConfig {
     pub clients: Vec<ClientConfig>,
     /// The most codes held at once; the oldest are evicted (default 100,000).
     pub max_codes: usize,
-    /// The most live tokens held at once; the oldest are evicted (default 1,000,000).
+    /// The most live tokens held at once; the oldest are evicted (default 100,000).
     pub max_tokens: usize,
     /// The journal's length (default 1,000).
     pub journal_len: usize,
@@ -103,7 +103,7 @@ impl Default for MockConfig {
             code_ttl_secs: 600,
             clients: vec![ClientConfig::sandbox()],
             max_codes: 100_000,
-            max_tokens: 1_000_000,
+            max_tokens: 100_000,
             journal_len: 1_000,
             rate_limit_per_minute: None,
             slow_ms: 1_500,

@@ -198,6 +198,28 @@ impl Drop for MockServer {
     }
 }
 
+/// Serves HTTP/1.1 or HTTP/2 on one connection, plain or TLS.
+async fn serve_io<I>(
+    io: I,
+    ctx: routes::Ctx,
+    peer: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), routes::service(ctx, peer))
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
 async fn serve(
     listener: TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
@@ -222,44 +244,15 @@ async fn serve(
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let service = routes::service(ctx, peer);
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            let result = match acceptor {
+            match acceptor {
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp))
-                        .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection(TokioIo::new(tls), service)
-                                .into_owned(),
-                        )
-                        .await
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => serve_io(tls, ctx, peer, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
-                None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection(TokioIo::new(tcp), service)
-                                .into_owned(),
-                        )
-                        .await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                None => serve_io(tcp, ctx, peer, watcher).await,
             }
         });
     }

@@ -27,13 +27,36 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(e) => {
-            if data.len() >= 16 {
-                let shown = format!("{e} {e:?}");
+            let input = String::from_utf8_lossy(data);
+            let shown = format!("{e} {e:?}");
+            // The input may only show where it happens to spell our own fixed wording.
+            if data.len() >= 16 && shown.contains(input.as_ref()) {
                 assert!(
-                    !shown.contains(String::from_utf8_lossy(data).as_ref()),
+                    fixed_wording().contains(input.as_ref()),
                     "the error echoes its input"
                 );
             }
         }
     }
 });
+
+/// Every message the parser can give, as Display and Debug.
+fn fixed_wording() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let samples: [&[u8]; 7] = [
+            b"{",
+            b"x",
+            b"",
+            br#"{"provider_id":"p","access_token":"t"}"#,
+            br#"{"account_id":"a","provider_id":"p","access_token":""}"#,
+            br#"{"account_id":"a","provider_id":"","access_token":"t"}"#,
+            br#"{"account_id":1}"#,
+        ];
+        samples
+            .iter()
+            .filter_map(|s| TokenResponse::parse(s).err())
+            .map(|e| format!("{e} {e:?}\n"))
+            .collect()
+    })
+}

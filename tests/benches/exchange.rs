@@ -206,7 +206,12 @@ fn main() {
             let codes = mint(n + 1);
             let mut rb = reqwest::Client::builder();
             rb = match mock.ca_pem() {
-                Some(ca) => rb.use_preconfigured_tls(tls_config(ca)),
+                Some(ca) => {
+                    // The same ALPN offer as the SDK, so both speak HTTP/2 to the mock.
+                    let mut tls = tls_config(ca);
+                    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                    rb.use_preconfigured_tls(tls)
+                }
                 None => rb.use_preconfigured_tls(tls_config_empty()),
             };
             let rq = rb.build().unwrap();

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use chart_auth::vault::{Keyring, MemoryStore, Vault};
-use chart_auth::{CallbackService, ChartClient, Flow, StateSigner};
+use chart_auth::{CallbackService, Flow, StateSigner};
 use chart_mock_server::{Fault, FaultKind, MockServer, Scenario};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -428,18 +428,13 @@ async fn it_serves_as_a_hyper_service() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let _: &dyn Fn() -> ChartClient = &|| cb.env.client.clone();
 }
 
 type Arrange = Box<dyn Fn(&MockServer)>;
 
 fn fault(kind: FaultKind, status: Option<u16>) -> Fault {
     Fault {
-        kind,
-        path: "/auth/token".into(),
-        times: 1,
         status,
-        delay_ms: None,
-        retry_after: None,
+        ..support::fault(kind)
     }
 }

@@ -14,7 +14,7 @@ use chart_auth::{AuthorizationCode, ChartClient, ClientSecret, Config, Flow, Flo
 use chart_mock_server::{
     ClientConfig, Fault, FaultKind, MintRequest, MockConfig, MockServer, Scenario,
 };
-use support::{SESSION, redirect_uri};
+use support::{SESSION, fault, redirect_uri};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -26,17 +26,6 @@ impl Write for Capture {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-fn fault(kind: FaultKind) -> Fault {
-    Fault {
-        kind,
-        path: "/auth/token".into(),
-        times: 1,
-        status: None,
-        delay_ms: None,
-        retry_after: None,
     }
 }
 

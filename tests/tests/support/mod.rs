@@ -9,8 +9,8 @@ use chart_auth::{
     Flow, FlowKind,
 };
 use chart_mock_server::{
-    ClientConfig, MintRequest, MockConfig, MockServer, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET,
-    SANDBOX_REDIRECT_URIS, Scenario,
+    ClientConfig, Fault, FaultKind, MintRequest, MockConfig, MockServer, SANDBOX_CLIENT_ID,
+    SANDBOX_CLIENT_SECRET, SANDBOX_REDIRECT_URIS, Scenario,
 };
 
 pub const SESSION: &[u8] = b"session-of-the-test-user";
@@ -111,4 +111,26 @@ impl Env {
 
 pub fn via(flow: &Flow) -> FlowKind {
     flow.kind()
+}
+
+/// A fault on `/auth/token`, once.
+pub fn fault(kind: FaultKind) -> Fault {
+    Fault {
+        kind,
+        path: "/auth/token".into(),
+        times: 1,
+        status: None,
+        delay_ms: None,
+        retry_after: None,
+    }
+}
+
+/// A `status` fault on `/auth/token`.
+pub fn status_fault(status: u16, times: u32, retry_after: Option<u64>) -> Fault {
+    Fault {
+        status: Some(status),
+        times,
+        retry_after,
+        ..fault(FaultKind::Status)
+    }
 }
