@@ -66,7 +66,7 @@ impl ClientConfig {
 /// assert_eq!(config.clients[0].client_id, "app");
 /// # Ok::<(), chart_mock_server::ConfigError>(())
 /// ```
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MockConfig {
     /// Where to listen (default `127.0.0.1:0`, a free port).
@@ -92,6 +92,26 @@ pub struct MockConfig {
     pub rate_limit_per_minute: Option<u32>,
     /// How long the `slow` scenario waits, in milliseconds (default 1,500).
     pub slow_ms: u64,
+}
+
+impl std::fmt::Debug for MockConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockConfig")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("code_ttl_secs", &self.code_ttl_secs)
+            .field("clients", &self.clients)
+            .field("max_codes", &self.max_codes)
+            .field("max_tokens", &self.max_tokens)
+            .field("journal_len", &self.journal_len)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("slow_ms", &self.slow_ms)
+            .finish()
+    }
 }
 
 impl Default for MockConfig {

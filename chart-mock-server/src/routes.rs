@@ -104,7 +104,7 @@ impl std::fmt::Display for ResetConnection {
 impl std::error::Error for ResetConnection {}
 
 /// What the server knows beyond the request.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Ctx {
     /// The model.
     pub chart: Arc<Chart>,

@@ -332,16 +332,20 @@ impl Chart {
 
     /// Now on the mock's clock, in seconds since the Unix epoch.
     pub fn now(&self) -> u64 {
-        SystemTime::now()
+        let real = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
-            .as_secs()
-            + self.clock_offset.load(Ordering::Relaxed)
+            .as_secs();
+        real.saturating_add(self.clock_offset.load(Ordering::Relaxed))
     }
 
     /// Moves the mock's clock forward.
     pub fn advance_clock(&self, by: Duration) {
-        self.clock_offset.fetch_add(by.as_secs(), Ordering::Relaxed);
+        let _ = self
+            .clock_offset
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
+                Some(o.saturating_add(by.as_secs()))
+            });
     }
 
     /// How long the `slow` scenario waits.
@@ -391,7 +395,7 @@ impl Chart {
             provider_id,
             redirect_uri: req.redirect_uri.clone(),
             scenario: req.scenario.unwrap_or_default(),
-            expires_at: self.now() + self.code_ttl,
+            expires_at: self.now().saturating_add(self.code_ttl),
             spent: None,
             rate_limited_once: false,
         };
@@ -502,7 +506,7 @@ impl Chart {
         let Some(rate) = &self.rate else { return true };
         let now = self.now();
         let mut w = lock(rate);
-        if now >= w.window_start + 60 {
+        if now >= w.window_start.saturating_add(60) {
             w.window_start = now;
             w.used = 0;
         }
@@ -510,8 +514,11 @@ impl Chart {
         w.used <= w.per_minute
     }
 
-    /// Queues a fault.
+    /// Queues a fault. A fault for zero requests is ignored.
     pub fn add_fault(&self, fault: Fault) {
+        if fault.times == 0 {
+            return;
+        }
         lock(&self.faults).push(fault);
     }
 

@@ -337,3 +337,43 @@ fn bad_configs_are_refused_with_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/mock.toml"));
     let _ = BTreeMap::<u8, u8>::new();
 }
+
+#[tokio::test]
+async fn debug_output_never_shows_secrets_and_extreme_clock_moves_do_not_panic() {
+    let mut config = MockConfig {
+        admin_token: Some("admin-token-9f8e7d".into()),
+        ..MockConfig::default()
+    };
+    config.clients[0].client_secret = "client-secret-6a5b4c".into();
+    let mock = MockServer::start(config).await.unwrap();
+    let shown = format!("{mock:?}");
+    assert!(
+        !shown.contains("admin-token-9f8e7d") && !shown.contains("client-secret-6a5b4c"),
+        "{shown}"
+    );
+    mock.advance_clock(std::time::Duration::from_secs(u64::MAX));
+    mock.advance_clock(std::time::Duration::from_secs(u64::MAX));
+    let code = mock
+        .mint_code(&MintRequest {
+            client_id: "chart-sandbox-client".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(matches!(
+        mock.chart()
+            .redeem("chart-sandbox-client", &code.code, None),
+        GrantOutcome::InvalidGrant(_)
+    ));
+    mock.add_fault(chart_mock_server::Fault {
+        kind: chart_mock_server::FaultKind::Reset,
+        path: "/auth/token".into(),
+        times: 0,
+        status: None,
+        delay_ms: None,
+        retry_after: None,
+    });
+    assert!(
+        mock.chart().take_fault("/auth/token").is_none(),
+        "a fault for zero requests is ignored"
+    );
+}
