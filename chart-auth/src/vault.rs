@@ -161,18 +161,32 @@ pub struct RecordIdentity<'a> {
 }
 
 impl RecordIdentity<'_> {
-    fn aad(&self, key_id: KeyId) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(
-            32 + self.client_id.len() + self.account_id.len() + self.provider_id.len(),
-        );
-        aad.extend_from_slice(b"chart-auth/vault/v1");
-        aad.push(FORMAT_VERSION);
-        aad.extend_from_slice(&key_id.0.to_be_bytes());
-        for part in [self.client_id, self.account_id, self.provider_id] {
-            aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            aad.extend_from_slice(part.as_bytes());
+    /// Builds the AAD (on the stack when it fits) and hands it to `use_aad`.
+    fn with_aad<T>(&self, key_id: KeyId, use_aad: impl FnOnce(&[u8]) -> T) -> T {
+        const PREFIX: &[u8] = b"chart-auth/vault/v1";
+        let parts = [self.client_id, self.account_id, self.provider_id];
+        let len = PREFIX.len() + 1 + 4 + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
+        let mut stack = [0u8; 256];
+        let mut heap = Vec::new();
+        let buf: &mut [u8] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, 0);
+            &mut heap
+        };
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            buf[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(PREFIX);
+        put(&[FORMAT_VERSION]);
+        put(&key_id.0.to_be_bytes());
+        for part in parts {
+            put(&(part.len() as u32).to_be_bytes());
+            put(part.as_bytes());
         }
-        aad
+        use_aad(buf)
     }
 }
 
@@ -417,12 +431,9 @@ impl Keyring {
         out.extend_from_slice(&id.0.to_be_bytes());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
-        let tag = encrypt_detached(
-            &key.cipher,
-            &nonce,
-            &identity.aad(id),
-            &mut out[HEADER_LEN..],
-        )?;
+        let tag = identity.with_aad(id, |aad| {
+            encrypt_detached(&key.cipher, &nonce, aad, &mut out[HEADER_LEN..])
+        })?;
         out.extend_from_slice(&tag);
         Ok(out)
     }
@@ -442,7 +453,9 @@ impl Keyring {
         let (body, tag) = sealed[HEADER_LEN..].split_at(sealed.len() - HEADER_LEN - TAG_LEN);
         let tag: [u8; TAG_LEN] = tag.try_into().expect("16 bytes");
         let mut plain = Zeroizing::new(body.to_vec());
-        decrypt_detached(&key.cipher, &nonce, &identity.aad(id), &mut plain, &tag)?;
+        identity.with_aad(id, |aad| {
+            decrypt_detached(&key.cipher, &nonce, aad, &mut plain, &tag)
+        })?;
         Ok(plain)
     }
 }
