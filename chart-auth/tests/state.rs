@@ -238,3 +238,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn scrubbing_never_leaves_a_secret_even_one_the_marker_spells() {
+    let headers = http::HeaderMap::new();
+    for secret in ["ed>", "<redacted>", "code-123", "a"] {
+        let body = serde_json::json!({"name": format!("n {secret}"), "message": format!("bad {secret} and {secret}")});
+        let err = Error::from_response(
+            http::StatusCode::BAD_REQUEST,
+            &headers,
+            body.to_string().as_bytes(),
+            &[secret],
+        );
+        let d = err.detail().unwrap();
+        for kept in [&d.name, &d.message].into_iter().flatten() {
+            assert!(!kept.contains(secret), "{secret:?} survived in {kept:?}");
+        }
+    }
+    // A secret cut by the length limit leaves no prefix behind: it is replaced before the cut.
+    let secret = "s3cr3t-s3cr3t-s3cr3t";
+    let message = format!("{}{secret}", "x".repeat(500));
+    let body = serde_json::json!({"name": "x", "message": message});
+    let err = Error::from_response(
+        http::StatusCode::BAD_REQUEST,
+        &headers,
+        body.to_string().as_bytes(),
+        &[secret],
+    );
+    assert!(
+        !err.detail()
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("s3cr3t")
+    );
+}

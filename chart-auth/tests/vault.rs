@@ -519,9 +519,21 @@ proptest! {
 fn long_identities_seal_and_stay_bound() {
     let ring = golden_ring();
     let long = "a".repeat(300);
-    let id = RecordIdentity { account_id: &long, ..ID };
+    let id = RecordIdentity {
+        account_id: &long,
+        ..ID
+    };
     let sealed = ring.seal(&id, b"t").unwrap();
     assert_eq!(&ring.open(&id, &sealed).unwrap()[..], b"t");
     let longer = "a".repeat(301);
-    assert!(matches!(ring.open(&RecordIdentity { account_id: &longer, ..ID }, &sealed), Err(VaultError::Tampered)));
+    assert!(matches!(
+        ring.open(
+            &RecordIdentity {
+                account_id: &longer,
+                ..ID
+            },
+            &sealed
+        ),
+        Err(VaultError::Tampered)
+    ));
 }
