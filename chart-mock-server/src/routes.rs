@@ -465,11 +465,12 @@ async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp {
     if ctx.chart.client(client_id).is_some() {
         note.client_id = Some(client_id.to_owned());
     }
-    note.code_id = ctx.chart.code_id(code);
     if !ctx.chart.authenticate(client_id, secret) {
+        note.code_id = ctx.chart.code_id(code);
         return error_std(StatusCode::UNAUTHORIZED, "Client authentication failed.");
     }
     if !ctx.chart.take_rate() {
+        note.code_id = ctx.chart.code_id(code);
         return with_retry_after(
             error_std(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -478,7 +479,10 @@ async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp {
             60,
         );
     }
-    match ctx.chart.redeem(client_id, code, redirect_uri) {
+    match ctx
+        .chart
+        .redeem_noting(client_id, code, redirect_uri, &mut note.code_id)
+    {
         GrantOutcome::Issued {
             account_id,
             provider_id,

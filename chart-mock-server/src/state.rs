@@ -285,6 +285,8 @@ pub struct Chart {
     codes: Mutex<Bounded<CodeEntry>>,
     tokens: Mutex<Bounded<TokenInfo>>,
     faults: Mutex<Vec<Fault>>,
+    /// Whether any fault is pending: the hot path skips the lock when none is.
+    has_faults: std::sync::atomic::AtomicBool,
     journal: Mutex<VecDeque<JournalEntry>>,
     journal_len: usize,
     rate: Option<Mutex<RateWindow>>,
@@ -317,6 +319,7 @@ impl Chart {
             codes: Mutex::new(Bounded::new(config.max_codes)),
             tokens: Mutex::new(Bounded::new(config.max_tokens)),
             faults: Mutex::new(Vec::new()),
+            has_faults: std::sync::atomic::AtomicBool::new(false),
             journal: Mutex::new(VecDeque::new()),
             journal_len: config.journal_len,
             rate: config.rate_limit_per_minute.map(|per_minute| {
@@ -420,11 +423,23 @@ impl Chart {
     /// Checks and spends a code for an authenticated client. Exactly one caller can
     /// spend a code, however many race for it.
     pub fn redeem(&self, client_id: &str, code: &str, redirect_uri: Option<&str>) -> GrantOutcome {
+        self.redeem_noting(client_id, code, redirect_uri, &mut None)
+    }
+
+    /// Like [`Chart::redeem`], and notes the code's non-secret id for the journal.
+    pub fn redeem_noting(
+        &self,
+        client_id: &str,
+        code: &str,
+        redirect_uri: Option<&str>,
+        code_id: &mut Option<String>,
+    ) -> GrantOutcome {
         let now = self.now();
         let mut codes = lock(&self.codes);
         let Some(entry) = codes.map.get_mut(code) else {
             return GrantOutcome::InvalidGrant("The authorization code is invalid.");
         };
+        *code_id = Some(entry.id.clone());
         if let Some(token) = &mut entry.spent {
             // RFC 6749 §10.5: a reused code revokes what it was exchanged for.
             if let Some(token) = token.take() {
@@ -519,16 +534,23 @@ impl Chart {
         if fault.times == 0 {
             return;
         }
-        lock(&self.faults).push(fault);
+        let mut faults = lock(&self.faults);
+        faults.push(fault);
+        self.has_faults.store(true, Ordering::Relaxed);
     }
 
     /// Clears every pending fault.
     pub fn clear_faults(&self) {
-        lock(&self.faults).clear();
+        let mut faults = lock(&self.faults);
+        faults.clear();
+        self.has_faults.store(false, Ordering::Relaxed);
     }
 
     /// Takes one use of the first fault that matches `path`.
     pub fn take_fault(&self, path: &str) -> Option<Fault> {
+        if !self.has_faults.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut faults = lock(&self.faults);
         let i = faults.iter().position(|f| f.path == path)?;
         let fault = faults[i].clone();
@@ -536,6 +558,7 @@ impl Chart {
         if faults[i].times == 0 {
             faults.remove(i);
         }
+        self.has_faults.store(!faults.is_empty(), Ordering::Relaxed);
         Some(fault)
     }
 
