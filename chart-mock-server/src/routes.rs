@@ -20,7 +20,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use serde::Serialize;
-use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::connect;
@@ -402,24 +401,91 @@ fn is_json(req: &Request<hyper::body::Incoming>) -> bool {
 }
 
 /// A field of a JSON object: a non-empty string, or the 400 answer naming it.
-fn field<'a>(
-    body: &'a serde_json::Map<String, Value>,
-    name: &str,
-    required: bool,
-) -> Result<Option<&'a str>, Resp> {
+/// A request field as the contract checks it: absent, null, a string, or another type.
+/// Strings are borrowed from the body when they have no escapes.
+#[derive(Default)]
+enum Field<'a> {
+    #[default]
+    Absent,
+    Null,
+    Str(std::borrow::Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Field<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct FieldVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
+            type Value = Field<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'a>, E> {
+                Ok(Field::Str(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Field<'a>, E> {
+                Ok(Field::Str(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_unit<E>(self) -> Result<Field<'a>, E> {
+                Ok(Field::Null)
+            }
+            fn visit_none<E>(self) -> Result<Field<'a>, E> {
+                Ok(Field::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Field<'a>, E> {
+                Ok(Field::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Field<'a>, E> {
+                Ok(Field::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Field<'a>, E> {
+                Ok(Field::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Field<'a>, E> {
+                Ok(Field::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'a>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Field::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<'a>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Field::Other)
+            }
+        }
+        d.deserialize_any(FieldVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The body of `POST /auth/token`, borrowed from the request bytes.
+#[derive(serde::Deserialize)]
+struct TokenRequest<'a> {
+    #[serde(borrow, default)]
+    client_id: Field<'a>,
+    #[serde(borrow, default)]
+    client_secret: Field<'a>,
+    #[serde(borrow, default)]
+    code: Field<'a>,
+    #[serde(borrow, default)]
+    redirect_uri: Field<'a>,
+}
+
+/// A field's string, or the 400 answer naming it.
+fn field<'a>(value: &'a Field<'_>, name: &str, required: bool) -> Result<Option<&'a str>, Resp> {
     let bad = |what: &str| {
         Err(error_std(
             StatusCode::BAD_REQUEST,
             &format!("The field `{name}` {what}."),
         ))
     };
-    match body.get(name) {
-        None | Some(Value::Null) if required => bad("is required"),
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => bad("must not be empty"),
-        Some(Value::String(s)) if s.len() > 4096 => bad("is too long"),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => bad("must be a string"),
+    match value {
+        Field::Absent | Field::Null if required => bad("is required"),
+        Field::Absent | Field::Null => Ok(None),
+        Field::Str(s) if s.is_empty() => bad("must not be empty"),
+        Field::Str(s) if s.len() > 4096 => bad("is too long"),
+        Field::Str(s) => Ok(Some(s)),
+        Field::Other => bad("must be a string"),
     }
 }
 
@@ -444,7 +510,14 @@ async fn token(ctx: &Ctx, req: Request<hyper::body::Incoming>, note: &mut Note) 
 
 /// The body of `POST /auth/token`, once the method and headers have passed.
 async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp {
-    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
+    // Only an object: serde would also read a struct from a JSON array.
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let parsed = if is_object {
+        serde_json::from_slice::<TokenRequest<'_>>(body).ok()
+    } else {
+        None
+    };
+    let Some(body) = parsed else {
         return error_std(
             StatusCode::BAD_REQUEST,
             "The request body is not a JSON object.",
@@ -452,10 +525,10 @@ async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp {
     };
     let fields = (|| {
         Ok::<_, Resp>((
-            field(&body, "client_id", true)?.unwrap_or_default(),
-            field(&body, "client_secret", true)?.unwrap_or_default(),
-            field(&body, "code", true)?.unwrap_or_default(),
-            field(&body, "redirect_uri", false)?,
+            field(&body.client_id, "client_id", true)?.unwrap_or_default(),
+            field(&body.client_secret, "client_secret", true)?.unwrap_or_default(),
+            field(&body.code, "code", true)?.unwrap_or_default(),
+            field(&body.redirect_uri, "redirect_uri", false)?,
         ))
     })();
     let (client_id, secret, code, redirect_uri) = match fields {
