@@ -338,3 +338,9 @@ impl Error {
         self.detail().and_then(|d| d.request_id.as_deref())
     }
 }
+
+impl From<crate::vault::StoreError> for Error {
+    fn from(e: crate::vault::StoreError) -> Self {
+        Error::Vault(crate::vault::VaultError::Store(e))
+    }
+}

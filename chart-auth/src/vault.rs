@@ -533,8 +533,11 @@ pub struct RewrapReport {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use chart_auth::vault::{Keyring, MemoryStore, Vault};
+/// use chart_auth::vault::{FileStore, Keyring, MemoryStore, Vault};
 /// use chart_auth::AccessToken;
+/// let dir = std::env::temp_dir().join(format!("chart-doc-{}", std::process::id()));
+/// let _on_disk = Vault::new(Keyring::generate(), FileStore::open(&dir)?);
+/// # std::fs::remove_dir_all(&dir).ok();
 /// let vault = Vault::new(Keyring::generate(), MemoryStore::default());
 /// vault.put("client", "acct-1", &"irs".into(), &AccessToken::new("tok")).await?;
 /// assert_eq!(vault.open("acct-1").await?.expose_secret(), "tok");
