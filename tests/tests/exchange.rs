@@ -14,26 +14,6 @@ use chart_mock_server::{Fault, FaultKind, MintRequest, MockConfig, MockServer, S
 use http::StatusCode;
 use support::*;
 
-fn fault(kind: FaultKind) -> Fault {
-    Fault {
-        kind,
-        path: "/auth/token".into(),
-        times: 1,
-        status: None,
-        delay_ms: None,
-        retry_after: None,
-    }
-}
-
-fn status_fault(status: u16, times: u32, retry_after: Option<u64>) -> Fault {
-    Fault {
-        status: Some(status),
-        times,
-        retry_after,
-        ..fault(FaultKind::Status)
-    }
-}
-
 #[tokio::test]
 async fn redirect_flow_exchanges_over_tls() {
     let env = env().await;
