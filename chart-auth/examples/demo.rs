@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chart_auth::vault::{FileStore, Keyring, Vault};
-use chart_auth::{CallbackService, ChartClient, ClientSecret, Config, Flow};
+use chart_auth::{
+    CallbackService, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow,
+};
 use chart_mock_server::{ClientConfig, MockConfig, MockServer};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -69,8 +71,7 @@ fn parse_args() -> Result<Args, String> {
 
 /// Everything the demo backend needs.
 struct Demo {
-    client: ChartClient,
-    vault: Arc<Vault<FileStore>>,
+    chart: ChartConnect<FileStore>,
     callback: CallbackService<FileStore>,
     /// The Connect page (the mock's, or Chart's).
     connect_page: String,
@@ -150,15 +151,18 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             .build()?;
         (config, Some(mock), connect)
     };
-    let client = ChartClient::new(config)?;
-    let callback = CallbackService::builder(client.clone(), vault.clone())
+    let chart = ChartConnect::new(
+        ChartClient::new(config)?,
+        ConnectStateSigner::generate(),
+        vault,
+    );
+    let callback = CallbackService::builder(chart.clone())
         .session(|parts| session_of(&parts.headers).map(String::into_bytes))
         .success_page("/?connected=1")
         .error_page("/")
         .build();
     let demo = Arc::new(Demo {
-        client,
-        vault,
+        chart,
         callback,
         connect_page,
         port,
@@ -266,11 +270,11 @@ async fn route(demo: &Demo, req: Request<hyper::body::Incoming>) -> Response<Bod
             let flow = Flow::Redirect {
                 redirect_uri: format!("{origin}/api/chart/callback"),
             };
-            match demo.client.begin_connect(flow, session.as_bytes()) {
+            match demo.chart.begin_connect(flow, session.as_bytes()) {
                 Ok(start) => see_other(&start.connect_url.unwrap_or_default()),
                 Err(e) => json(
                     e.http_status(),
-                    serde_json::json!({"error": e.code(), "message": e.user_message()}),
+                    serde_json::json!({"error": e.label(), "message": e.user_message()}),
                 ),
             }
         }
@@ -281,13 +285,10 @@ async fn route(demo: &Demo, req: Request<hyper::body::Incoming>) -> Response<Bod
                     serde_json::json!({"error": "no_session"}),
                 );
             };
-            match demo
-                .client
-                .begin_connect(Flow::Embedded, session.as_bytes())
-            {
+            match demo.chart.begin_connect(Flow::Embedded, session.as_bytes()) {
                 Ok(start) => {
                     let query = form_urlencoded::Serializer::new(String::new())
-                        .append_pair("client_id", demo.client.config().client_id())
+                        .append_pair("client_id", demo.chart.client().config().client_id())
                         .append_pair("state", &start.state)
                         .append_pair("app_type", "spa")
                         .append_pair("sdk_host_url", &origin)
@@ -301,7 +302,7 @@ async fn route(demo: &Demo, req: Request<hyper::body::Incoming>) -> Response<Bod
                 }
                 Err(e) => json(
                     e.http_status(),
-                    serde_json::json!({"error": e.code(), "message": e.user_message()}),
+                    serde_json::json!({"error": e.label(), "message": e.user_message()}),
                 ),
             }
         }
@@ -328,14 +329,14 @@ async fn route(demo: &Demo, req: Request<hyper::body::Incoming>) -> Response<Bod
                     serde_json::json!({"error": "account_id is required"}),
                 );
             };
-            match demo.client.disconnect(&demo.vault, &account).await {
+            match demo.chart.disconnect(&account).await {
                 Ok(()) => json(
                     StatusCode::OK,
                     serde_json::json!({"status": "disconnected"}),
                 ),
                 Err(e) => json(
                     e.http_status(),
-                    serde_json::json!({"error": e.code(), "message": e.user_message()}),
+                    serde_json::json!({"error": e.label(), "message": e.user_message()}),
                 ),
             }
         }
@@ -356,23 +357,23 @@ fn see_other(location: &str) -> Response<Body> {
 
 /// The connected accounts, with a live `/introspect` of each. Never a token.
 async fn accounts(demo: &Demo) -> Response<Body> {
-    let stored = match demo.vault.list().await {
+    let stored = match demo.chart.vault().list().await {
         Ok(s) => s,
         Err(e) => {
             return json(
                 e.http_status(),
-                serde_json::json!({"error": e.code(), "message": e.user_message()}),
+                serde_json::json!({"error": e.label(), "message": e.user_message()}),
             );
         }
     };
     let mut out = Vec::new();
     for conn in stored {
-        let live = match demo.client.introspect(&demo.vault, conn.account_id()).await {
+        let live = match demo.chart.introspect(conn.account_id()).await {
             Ok(i) => {
                 serde_json::json!({"ok": true, "name": i.name, "taxpayer_id": i.taxpayer_id, "provider_id": i.provider_id})
             }
             Err(e) => {
-                serde_json::json!({"ok": false, "error": e.code(), "message": e.user_message()})
+                serde_json::json!({"ok": false, "error": e.label(), "message": e.user_message()})
             }
         };
         let stored_at = conn
@@ -502,7 +503,7 @@ async fn headless(demo: &Demo) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "headless demo passed: {} live account(s) sealed in {}",
         live.len(),
-        demo.vault.store().dir().display()
+        demo.chart.vault().store().dir().display()
     );
     Ok(())
 }

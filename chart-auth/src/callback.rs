@@ -1,5 +1,5 @@
-//! The callback endpoint: a hyper `Service` that verifies the Connect `state`, exchanges
-//! the code and seals the token, for both flows.
+//! The callback endpoint: a hyper `Service` and a tower `Service` that verifies the
+//! Connect state, exchanges the code and seals the token, for both flows.
 //!
 //! - Redirect flow: `GET <route>?code=..&state=..` (or `?error=..&state=..`).
 //! - Embedded flow: `POST <route>` with JSON `{"code": "..", "state": ".."}` from Chart
@@ -7,14 +7,14 @@
 //!
 //! It answers `{"status": "connected", "account_id": .., "provider_id": ..}`, or a 303
 //! to the configured success page. It never answers with the token. Errors answer
-//! `{"error": <Error::code>, "message": <Error::user_message>}` with
+//! `{"error": <Error::label>, "message": <Error::user_message>}` with
 //! [`Error::http_status`], or a 303 to the configured error page with `?error=<code>`
 //! (redirect flow). `error=access_denied` is a clean "you cancelled" outcome.
 //!
 //! # Mounting it safely
 //! Mount it behind your app's session middleware and give [`CallbackBuilder::session`]
 //! a function that returns the caller's session binding (e.g. the session id, or a
-//! hash of it). The state signed by [`ChartClient::begin_connect`] is bound to it, so a
+//! hash of it). The state signed by [`ChartConnect::begin_connect`] is bound to it, so a
 //! callback from another browser (CSRF, code injection) is refused. The `POST` form
 //! requires `Content-Type: application/json`, which browsers cannot send cross-site
 //! without a CORS preflight; do not enable CORS on this route. Each state is accepted
@@ -27,6 +27,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -35,11 +36,11 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 
-use crate::client::ChartClient;
-use crate::error::{Error, StateError};
-use crate::flow::{FlowKind, StateId};
+use crate::connect_state::{ConnectStateId, FlowKind};
+use crate::error::{ConnectStateError, Error};
+use crate::flow::{ChartConnect, Connection, Stored};
 use crate::secret::AuthorizationCode;
-use crate::vault::{TokenStore, Vault};
+use crate::vault::TokenStore;
 
 /// The largest embedded-flow body accepted.
 pub const MAX_CALLBACK_BODY: usize = 8 * 1024;
@@ -51,11 +52,20 @@ type SessionFn = dyn Fn(&http::request::Parts) -> Option<Vec<u8>> + Send + Sync;
 /// Builds a [`CallbackService`].
 #[must_use]
 pub struct CallbackBuilder<S> {
-    client: ChartClient,
-    vault: Arc<Vault<S>>,
+    chart: ChartConnect<S>,
     session: Option<Box<SessionFn>>,
     success_page: Option<String>,
     error_page: Option<String>,
+}
+
+impl<S> fmt::Debug for CallbackBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackBuilder")
+            .field("chart", &self.chart)
+            .field("success_page", &self.success_page)
+            .field("error_page", &self.error_page)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> CallbackBuilder<S> {
@@ -85,8 +95,7 @@ impl<S> CallbackBuilder<S> {
     pub fn build(self) -> CallbackService<S> {
         CallbackService {
             inner: Arc::new(Inner {
-                client: self.client,
-                vault: self.vault,
+                chart: self.chart,
                 session: self.session.unwrap_or_else(|| Box::new(|_| None)),
                 success_page: self.success_page,
                 error_page: self.error_page,
@@ -101,12 +110,13 @@ impl<S> CallbackBuilder<S> {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use std::sync::Arc;
-/// use chart_auth::{CallbackService, ChartClient, ClientSecret, Config};
+/// use chart_auth::{CallbackService, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner};
 /// use chart_auth::vault::{Keyring, MemoryStore, Vault};
 ///
 /// let client = ChartClient::new(Config::builder("id", ClientSecret::new("secret")).build()?)?;
 /// let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
-/// let callback = CallbackService::builder(client, vault)
+/// let chart = ChartConnect::new(client, ConnectStateSigner::generate(), vault);
+/// let callback = CallbackService::builder(chart)
 ///     .session(|parts| {
 ///         let cookie = parts.headers.get("cookie")?.to_str().ok()?;
 ///         cookie.split("; ").find_map(|c| c.strip_prefix("sid=")).map(|s| s.as_bytes().to_vec())
@@ -141,12 +151,11 @@ impl<S> fmt::Debug for CallbackService<S> {
 }
 
 struct Inner<S> {
-    client: ChartClient,
-    vault: Arc<Vault<S>>,
+    chart: ChartConnect<S>,
     session: Box<SessionFn>,
     success_page: Option<String>,
     error_page: Option<String>,
-    used: Mutex<HashMap<StateId, SystemTime>>,
+    used: Mutex<HashMap<ConnectStateId, SystemTime>>,
 }
 
 #[derive(Deserialize)]
@@ -168,11 +177,10 @@ struct Callback {
 }
 
 impl<S: TokenStore + 'static> CallbackService<S> {
-    /// Starts building the service around a client and a vault.
-    pub fn builder(client: ChartClient, vault: Arc<Vault<S>>) -> CallbackBuilder<S> {
+    /// Starts building the service around an application's Connect flow.
+    pub fn builder(chart: ChartConnect<S>) -> CallbackBuilder<S> {
         CallbackBuilder {
-            client,
-            vault,
+            chart,
             session: None,
             success_page: None,
             error_page: None,
@@ -228,7 +236,7 @@ impl<S: TokenStore + 'static> CallbackService<S> {
                 match (&self.inner.error_page, via) {
                     (Some(page), FlowKind::Redirect) => {
                         let sep = if page.contains('?') { '&' } else { '?' };
-                        see_other(&format!("{page}{sep}error={}", err.code()))
+                        see_other(&format!("{page}{sep}error={}", err.label()))
                     }
                     _ => {
                         let status = if matches!(err, Error::ConnectDenied { .. }) {
@@ -240,7 +248,7 @@ impl<S: TokenStore + 'static> CallbackService<S> {
                             err.http_status(),
                             &serde_json::json!({
                                 "status": status,
-                                "error": err.code(),
+                                "error": err.label(),
                                 "message": err.user_message(),
                             }),
                         );
@@ -263,20 +271,21 @@ impl<S: TokenStore + 'static> CallbackService<S> {
         &self,
         parts: &http::request::Parts,
         cb: Callback,
-    ) -> Result<crate::Connection<crate::Stored>, Error> {
+    ) -> Result<Connection<Stored>, Error> {
         let state = cb
             .state
             .filter(|s| !s.is_empty())
             .ok_or_else(|| Error::BadCallback("the state is missing".into()))?;
-        let session =
-            (self.inner.session)(parts).ok_or(Error::InvalidState(StateError::SessionMismatch))?;
+        let session = (self.inner.session)(parts).ok_or(Error::InvalidConnectState(
+            ConnectStateError::SessionMismatch,
+        ))?;
         if let Some(error) = cb.error {
             // Still check the state, so a forged "cancelled" cannot be planted.
             self.inner
-                .client
+                .chart
                 .signer()
                 .verify(&state, &session, cb.via)
-                .map_err(Error::InvalidState)?;
+                .map_err(Error::InvalidConnectState)?;
             return Err(Error::ConnectDenied {
                 error: error.chars().take(64).collect(),
             });
@@ -284,14 +293,14 @@ impl<S: TokenStore + 'static> CallbackService<S> {
         let code = cb
             .code
             .ok_or_else(|| Error::BadCallback("the code is missing".into()))?;
-        let pending = self
+        let received = self
             .inner
-            .client
+            .chart
             .receive_code(code, &state, &session, cb.via)?;
-        self.remember(pending.state_id(), pending.state_expires_at())?;
-        let id = pending.state_id();
-        match pending.exchange(&self.inner.client).await {
-            Ok(exchanged) => exchanged.store(&self.inner.vault).await,
+        let id = received.connect_state_id();
+        self.remember(id, received.connect_state_expires_at())?;
+        match received.exchange(self.inner.chart.client()).await {
+            Ok(exchanged) => exchanged.store(self.inner.chart.vault()).await,
             Err(e) => {
                 if !e.code_may_be_spent() {
                     // The code never reached Chart: let the user retry this callback.
@@ -302,7 +311,7 @@ impl<S: TokenStore + 'static> CallbackService<S> {
         }
     }
 
-    fn used(&self) -> std::sync::MutexGuard<'_, HashMap<StateId, SystemTime>> {
+    fn used(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectStateId, SystemTime>> {
         self.inner
             .used
             .lock()
@@ -310,18 +319,18 @@ impl<S: TokenStore + 'static> CallbackService<S> {
     }
 
     /// Marks a state as used; refuses it if it already was.
-    fn remember(&self, id: StateId, expires: SystemTime) -> Result<(), Error> {
+    fn remember(&self, id: ConnectStateId, expires: SystemTime) -> Result<(), Error> {
         let mut used = self.used();
         if used.len() >= MAX_REMEMBERED_STATES {
             let now = SystemTime::now();
             used.retain(|_, exp| *exp > now);
             if used.len() >= MAX_REMEMBERED_STATES {
                 // Still full of live states: refuse rather than forget one.
-                return Err(Error::InvalidState(StateError::Replayed));
+                return Err(Error::InvalidConnectState(ConnectStateError::Replayed));
             }
         }
         if used.insert(id, expires).is_some() {
-            return Err(Error::InvalidState(StateError::Replayed));
+            return Err(Error::InvalidConnectState(ConnectStateError::Replayed));
         }
         Ok(())
     }
@@ -431,5 +440,26 @@ where
     fn call(&self, req: Request<B>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+/// The same service for tower: axum mounts it with `Router::route_service`.
+impl<S, B> tower_service::Service<Request<B>> for CallbackService<S>
+where
+    S: TokenStore + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        hyper::service::Service::call(&*self, req)
     }
 }

@@ -1,13 +1,18 @@
-//! The one error type of the SDK.
+//! Every error type of the SDK, in one place: [`Error`] and the types it wraps.
 //!
-//! Every variant carries what a caller needs to act (the HTTP status, Chart's error
+//! The bottom of the crate: it imports only the shared identifiers ([`KeyId`]).
+//! Every variant of [`Error`] carries what a caller needs to act (the HTTP status, Chart's error
 //! `name` and `message`, the `Chart-Request-Id`) and never a secret: messages from the
 //! server are scrubbed of the code and client secret before they are kept.
 
 use std::fmt;
+use std::io;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::StatusCode;
+
+use crate::ids::KeyId;
 
 /// What Chart said about a failed request, as far as the request got.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,10 +59,10 @@ pub enum UnknownCause {
     ConnectionLost,
 }
 
-/// Why a Connect callback's `state` was refused.
+/// Why a Connect callback's `state` (the signed Connect state) was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum StateError {
+pub enum ConnectStateError {
     /// Not a state this SDK issued: bad encoding or bad signature.
     Forged,
     /// The state's lifetime has passed.
@@ -70,7 +75,7 @@ pub enum StateError {
     Replayed,
 }
 
-impl fmt::Display for StateError {
+impl fmt::Display for ConnectStateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Forged => "the state is not one this application issued",
@@ -155,7 +160,7 @@ pub enum Error {
     },
     /// The callback's `state` was refused.
     #[error("invalid Connect state: {0}")]
-    InvalidState(StateError),
+    InvalidConnectState(ConnectStateError),
     /// The user cancelled or Chart Connect refused the connection (`?error=...`).
     #[error("Connect was not completed: {error}")]
     ConnectDenied {
@@ -167,10 +172,13 @@ pub enum Error {
     BadCallback(String),
     /// The SDK was configured wrongly.
     #[error("invalid configuration: {0}")]
-    Config(String),
-    /// Sealing or opening a token failed.
+    Config(#[from] ConfigError),
+    /// A request could not be built. This is a bug in the SDK: please report it.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+    /// Sealing, unsealing or storing a token failed.
     #[error("vault: {0}")]
-    Vault(#[from] crate::vault::VaultError),
+    Vault(#[from] VaultError),
 }
 
 impl Error {
@@ -181,7 +189,7 @@ impl Error {
     /// ```
     /// # use chart_auth::Error;
     /// assert!(Error::Timeout.is_retryable());
-    /// assert!(!Error::Config("x".into()).is_retryable());
+    /// assert!(!Error::Internal("x").is_retryable());
     /// ```
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -204,7 +212,8 @@ impl Error {
                 | Self::Tls { .. }
                 | Self::Timeout
                 | Self::Config(_)
-                | Self::InvalidState(_)
+                | Self::Internal(_)
+                | Self::InvalidConnectState(_)
                 | Self::BadCallback(_)
         )
     }
@@ -227,7 +236,10 @@ impl Error {
             Self::InvalidToken(_) => {
                 "Your account connection is no longer active. Please connect your account again."
             }
-            Self::InvalidClient(_) | Self::InvalidRequest(_) | Self::Config(_) => {
+            Self::InvalidClient(_)
+            | Self::InvalidRequest(_)
+            | Self::Config(_)
+            | Self::Internal(_) => {
                 "We could not connect your account because of a problem on our side. Please try again later."
             }
             Self::RateLimited { .. } => {
@@ -242,10 +254,10 @@ impl Error {
             Self::MalformedResponse { .. } | Self::ResponseTooLarge { .. } => {
                 "Chart sent an unexpected answer. Please try again later."
             }
-            Self::InvalidState(StateError::Expired) => {
+            Self::InvalidConnectState(ConnectStateError::Expired) => {
                 "This connection attempt took too long. Please start again."
             }
-            Self::InvalidState(_) | Self::BadCallback(_) => {
+            Self::InvalidConnectState(_) | Self::BadCallback(_) => {
                 "This connection attempt is not valid. Please start again from our site."
             }
             Self::ConnectDenied { .. } => {
@@ -255,14 +267,14 @@ impl Error {
         }
     }
 
-    /// A stable, machine-readable code for the error, e.g. `invalid_grant`, fit for an
+    /// A stable, machine-readable label for the error, e.g. `invalid_grant`, fit for an
     /// error page's query string or a JSON answer.
     ///
     /// ```
-    /// # use chart_auth::{Error, StateError};
-    /// assert_eq!(Error::InvalidState(StateError::Expired).code(), "invalid_state");
+    /// # use chart_auth::{Error, ConnectStateError};
+    /// assert_eq!(Error::InvalidConnectState(ConnectStateError::Expired).label(), "invalid_state");
     /// ```
-    pub fn code(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             Self::InvalidGrant(_) => "invalid_grant",
             Self::InvalidClient(_) => "invalid_client",
@@ -276,10 +288,11 @@ impl Error {
             Self::Timeout => "timeout",
             Self::MalformedResponse { .. } => "malformed_response",
             Self::ResponseTooLarge { .. } => "response_too_large",
-            Self::InvalidState(_) => "invalid_state",
+            Self::InvalidConnectState(_) => "invalid_state",
             Self::ConnectDenied { .. } => "access_denied",
             Self::BadCallback(_) => "bad_callback",
             Self::Config(_) => "config",
+            Self::Internal(_) => "internal",
             Self::Vault(_) => "vault",
         }
     }
@@ -289,9 +302,9 @@ impl Error {
         match self {
             Self::InvalidGrant(_)
             | Self::BadCallback(_)
-            | Self::InvalidState(StateError::Expired) => StatusCode::BAD_REQUEST,
-            Self::InvalidState(StateError::Replayed) => StatusCode::CONFLICT,
-            Self::InvalidState(_) => StatusCode::FORBIDDEN,
+            | Self::InvalidConnectState(ConnectStateError::Expired) => StatusCode::BAD_REQUEST,
+            Self::InvalidConnectState(ConnectStateError::Replayed) => StatusCode::CONFLICT,
+            Self::InvalidConnectState(_) => StatusCode::FORBIDDEN,
             Self::ConnectDenied { .. } => StatusCode::OK,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout
@@ -306,9 +319,11 @@ impl Error {
             | Self::MalformedResponse { .. }
             | Self::ResponseTooLarge { .. }
             | Self::InvalidToken(_) => StatusCode::BAD_GATEWAY,
-            Self::InvalidClient(_) | Self::InvalidRequest(_) | Self::Config(_) | Self::Vault(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::InvalidClient(_)
+            | Self::InvalidRequest(_)
+            | Self::Config(_)
+            | Self::Internal(_)
+            | Self::Vault(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -339,8 +354,129 @@ impl Error {
     }
 }
 
-impl From<crate::vault::StoreError> for Error {
-    fn from(e: crate::vault::StoreError) -> Self {
-        Error::Vault(crate::vault::VaultError::Store(e))
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Vault(VaultError::Store(e))
     }
+}
+
+/// Why a [`Config`](crate::Config) or a [`ConnectStateSigner`](crate::ConnectStateSigner)
+/// was refused. No variant carries a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required environment variable is missing or empty.
+    #[error("{0} is not set")]
+    MissingEnv(&'static str),
+    /// The client id is empty.
+    #[error("the client id is empty")]
+    EmptyClientId,
+    /// The client secret is empty.
+    #[error("the client secret is empty")]
+    EmptyClientSecret,
+    /// A URL is unusable: not a URL, no host, or not `https://` (`http://` is allowed
+    /// only on loopback hosts).
+    #[error("the {what} URL {url:?} {problem}")]
+    BadUrl {
+        /// Which URL: `API base`, `Connect base` or `redirect`.
+        what: &'static str,
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The `Chart-API-Version` is not a valid header value.
+    #[error("the API version is not a valid header value")]
+    BadApiVersion,
+    /// The timeouts are out of order.
+    #[error("timeouts must satisfy connect_timeout <= request_timeout <= deadline")]
+    TimeoutOrder,
+    /// `retry.max_attempts` is zero.
+    #[error("retry.max_attempts must be at least 1")]
+    NoAttempts,
+    /// A root certificate could not be read or used.
+    #[error("bad root certificate: {0}")]
+    BadRootCertificate(String),
+    /// Neither webpki roots nor extra roots are trusted.
+    #[error("no trusted root certificates")]
+    NoTrustedRoots,
+    /// rustls refused the TLS settings.
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+    /// A shared Connect state key shorter than 32 bytes.
+    #[error("the Connect state key must be at least 32 bytes")]
+    StateKeyTooShort,
+}
+
+/// Every way sealing, unsealing, or managing keys and records can fail. No variant
+/// ever carries key material or plaintext.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// The sealed blob is shorter than the format allows.
+    #[error("sealed record is truncated ({0} bytes)")]
+    Truncated(usize),
+    /// The sealed blob has a format version this build does not know.
+    #[error("sealed record has unknown format version {0}")]
+    UnknownVersion(u8),
+    /// The sealed blob names a key that is not in the keyring.
+    #[error("sealed record uses key {0}, which is not in the keyring")]
+    UnknownKey(KeyId),
+    /// The sealed blob names a retired key.
+    #[error("sealed record uses retired key {0}")]
+    KeyRetired(KeyId),
+    /// Authentication failed: the blob was changed or moved onto another record.
+    #[error("sealed record failed authentication (tampered, or bound to another record)")]
+    Tampered,
+    /// The key has sealed as many records as its nonce budget allows; rotate.
+    #[error("key {0} reached its nonce budget; add and promote a new key")]
+    NonceBudgetExhausted(KeyId),
+    /// The keyring text or key is malformed.
+    #[error("bad keyring: {0}")]
+    BadKeyring(String),
+    /// A keyring change named a key that is not in the keyring.
+    #[error("keyring: no key {0}")]
+    NoSuchKey(KeyId),
+    /// A keyring change would add a key id that is taken.
+    #[error("keyring: key {0} already exists")]
+    KeyExists(KeyId),
+    /// A retired key cannot be promoted.
+    #[error("keyring: key {0} is retired")]
+    PromoteRetired(KeyId),
+    /// The primary key cannot be retired.
+    #[error("keyring: key {0} is primary; promote another first")]
+    RetirePrimary(KeyId),
+    /// No record for this account.
+    #[error("no stored token for this account")]
+    NotFound,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Every way a token store can fail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The record changed since it was read (compare-and-swap failed).
+    #[error("the record changed meanwhile")]
+    Conflict,
+    /// A record could not be read or parsed; it is reported, never dropped.
+    #[error("corrupt record {path}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An I/O operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
 }

@@ -3,7 +3,7 @@
 //! Turn the authorization code from Chart Connect into an access token, and keep that
 //! token as safe as a password.
 //!
-//! The flow is a typestate: each step consumes the one before it, so misuse does not
+//! The flow is a typestate: each stage consumes the one before it, so misuse does not
 //! compile.
 //!
 //! ```text
@@ -14,61 +14,119 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::sync::Arc;
 //! use chart_auth::vault::{Keyring, MemoryStore, Vault};
-//! use chart_auth::{AuthorizationCode, ChartClient, ClientSecret, Config, Flow, FlowKind};
+//! use chart_auth::{
+//!     AuthorizationCode, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow,
+//!     FlowKind,
+//! };
 //! use chart_mock_server::{MintRequest, MockConfig, MockServer};
 //!
-//! let chart = MockServer::start(MockConfig { tls: true, ..MockConfig::default() }).await?;
+//! let mock = MockServer::start(MockConfig { tls: true, ..MockConfig::default() }).await?;
 //! let client = ChartClient::new(
 //!     Config::builder("chart-sandbox-client", ClientSecret::new("chart-sandbox-secret"))
-//!         .api_base(chart.url())
-//!         .add_root_certificates_pem(chart.ca_pem().unwrap().as_bytes())
+//!         .api_base(mock.url())
+//!         .add_root_certificates_pem(mock.ca_pem().unwrap().as_bytes())
 //!         .build()?,
 //! )?;
-//! let vault = Vault::new(Keyring::generate(), MemoryStore::default());
+//! let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
+//! let chart = ChartConnect::new(client, ConnectStateSigner::generate(), vault);
 //!
-//! // 1. The user starts Chart Connect: sign a state bound to their session.
+//! // 1. The user starts Chart Connect: sign a Connect state bound to their session.
 //! let redirect_uri = "http://localhost:3000/api/chart/callback".to_string();
-//! let start = client.begin_connect(Flow::Redirect { redirect_uri: redirect_uri.clone() }, b"session-1")?;
+//! let start = chart.begin_connect(Flow::Redirect { redirect_uri: redirect_uri.clone() }, b"session-1")?;
 //!
 //! // 2. Chart Connect redirects back with a code (here the mock mints one).
-//! let code = chart.mint_code(&MintRequest {
+//! let code = mock.mint_code(&MintRequest {
 //!     client_id: "chart-sandbox-client".into(),
 //!     redirect_uri: Some(redirect_uri),
 //!     ..MintRequest::default()
 //! })?.code;
 //!
 //! // 3. The callback verifies the state, exchanges the code once, and seals the token.
-//! let pending = client.receive_code(AuthorizationCode::new(code), &start.state, b"session-1", FlowKind::Redirect)?;
-//! let stored = pending.exchange(&client).await?.store(&vault).await?;
+//! let received = chart.receive_code(AuthorizationCode::new(code), &start.state, b"session-1", FlowKind::Redirect)?;
+//! let stored = received.exchange(chart.client()).await?.store(chart.vault()).await?;
 //!
-//! // 4. Later calls open the token from the vault.
-//! let who = client.introspect(&vault, stored.account_id()).await?;
+//! // 4. Later calls unseal the token from the vault.
+//! let who = chart.introspect(stored.account_id()).await?;
 //! assert_eq!(who.taxpayer_id, stored.account_id());
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!
-//! Modules, in the order a code travels: [`CallbackService`] (the endpoint), the flow
-//! types ([`Connection`]), [`ChartClient`] (transport and retries), and [`vault`].
+//! # Layers
+//!
+//! Each module imports only from the modules above it in this list (see
+//! `docs/ARCHITECTURE.md` for the picture):
+//!
+//! 1. `secret`: zeroizing secret types.
+//! 2. `ids`: the identifiers every layer shares ([`ProviderId`], [`KeyId`](vault::KeyId)).
+//! 3. `error`: every error type of the crate.
+//! 4. [`vault`]: sealed tokens at rest, knowing nothing of HTTP or of the flow;
+//!    inside it `store` (memory, file), then `seal` (format, AAD), then `keyring`,
+//!    then [`Vault`](vault::Vault).
+//! 5. `wire`: Chart's request, response and error bodies; scrubbing.
+//! 6. `config`: [`Config`] and its builder.
+//! 7. `transport`: hyper + rustls, the retry loop, classification.
+//! 8. `client`: [`ChartClient`], the three API calls.
+//! 9. `connect_state`: the signed Connect state ([`ConnectStateSigner`]).
+//! 10. `flow`: the typestate [`Connection`] and [`ChartConnect`], which joins client,
+//!     signer and vault.
+//! 11. `callback`: [`CallbackService`], the endpoint.
+//!
+//! Words: *Connect state* is the signed OAuth `state`; a *stage* is a step of the
+//! typestate; to *seal* and *unseal* is to encrypt and decrypt a token; a *label* is an
+//! error's machine-readable name; *code* always means the authorization code.
 #![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-mod callback;
-mod client;
-mod error;
-mod flow;
+// The layers, bottom up; each imports only from the ones before it.
 mod secret;
-mod store;
+
+mod ids;
+
+mod error;
+
 pub mod vault;
 
+mod wire;
+
+mod config;
+
+mod transport;
+
+mod client;
+
+mod connect_state;
+
+mod flow;
+
+mod callback;
+
 pub use callback::{CallbackBuilder, CallbackService, MAX_CALLBACK_BODY, MAX_REMEMBERED_STATES};
-pub use client::{
-    ChartClient, Config, ConfigBuilder, DEFAULT_API_BASE, DEFAULT_API_VERSION,
-    DEFAULT_CONNECT_BASE, Introspection, RetryPolicy, TokenResponse,
+pub use client::ChartClient;
+pub use config::{
+    Config, ConfigBuilder, DEFAULT_API_BASE, DEFAULT_API_VERSION, DEFAULT_CONNECT_BASE, RetryPolicy,
 };
-pub use error::{Error, ErrorDetail, StateError, UnknownCause};
-pub use flow::{
-    CodeReceived, ConnectStart, Connection, Exchanged, ExchangedConnection, Flow, FlowKind,
-    MAX_STATE_LEN, PendingConnection, ProviderId, StateId, StateSigner, Stored, StoredConnection,
-    VerifiedState,
+pub use connect_state::{
+    ConnectStateId, ConnectStateSigner, Flow, FlowKind, MAX_CONNECT_STATE_LEN, VerifiedConnectState,
 };
+pub use error::{
+    ConfigError, ConnectStateError, Error, ErrorDetail, StoreError, UnknownCause, VaultError,
+};
+pub use flow::{ChartConnect, CodeReceived, ConnectStart, Connection, Exchanged, Stage, Stored};
+pub use ids::ProviderId;
 pub use secret::{AccessToken, AuthorizationCode, ClientSecret};
+pub use wire::Introspection;
+
+/// Entry points for fuzz targets and tests: parsers of untrusted input that the flow
+/// otherwise reaches only over the network. Not part of the stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::vault::seal::{decrypt_detached, encrypt_detached};
+    pub use crate::wire::{TokenResponse, error_from_response};
+}
+
+/// The README's Rust blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}

@@ -80,7 +80,7 @@ async fn a_full_rotation_through_the_cli() {
     for i in 0..5 {
         assert_eq!(
             vault
-                .open(&format!("acct-{i}"))
+                .unseal(&format!("acct-{i}"))
                 .await
                 .unwrap()
                 .expose_secret(),

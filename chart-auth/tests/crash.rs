@@ -107,7 +107,7 @@ fn killed_writers_never_lose_acknowledged_records() {
         let stored = rt.block_on(vault.list()).expect("no torn or corrupt file");
         for (account, n) in &acked {
             let token = rt
-                .block_on(vault.open(account))
+                .block_on(vault.unseal(account))
                 .expect("an acknowledged record opens");
             let got: u64 = token
                 .expose_secret()

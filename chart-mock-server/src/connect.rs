@@ -12,10 +12,9 @@ use std::collections::HashMap;
 
 use http::{Method, Request, StatusCode};
 
-use crate::routes::{Ctx, MockBody, html, read_body, see_other};
-use crate::state::{MintRequest, PROVIDERS, Scenario};
-
-type Resp = http::Response<MockBody>;
+use crate::model::{MintRequest, PROVIDERS, Scenario};
+use crate::request::{Ctx, read_body};
+use crate::response::{Resp, html, see_other};
 
 /// The Connect page's parameters, from the query (GET) or the form (POST).
 #[derive(Debug, Default)]

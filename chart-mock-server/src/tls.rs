@@ -9,7 +9,7 @@ use rcgen::{
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// A generated CA and the server configuration of a leaf it signed.
-pub struct TlsMaterial {
+pub(crate) struct TlsMaterial {
     /// The CA certificate, PEM; clients trust this.
     pub ca_pem: String,
     /// The server configuration (ALPN h2 and http/1.1).
@@ -23,7 +23,7 @@ impl std::fmt::Debug for TlsMaterial {
 }
 
 /// Generates a fresh CA and leaf.
-pub fn generate() -> Result<TlsMaterial, String> {
+pub(crate) fn generate() -> Result<TlsMaterial, String> {
     let err = |e: rcgen::Error| format!("certificate generation failed: {e}");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -7,7 +7,9 @@ use std::sync::{Arc, OnceLock};
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use chart_auth::vault::{Keyring, MemoryStore, Vault};
-use chart_auth::{CallbackService, ChartClient, ClientSecret, Config, FlowKind, StateSigner};
+use chart_auth::{
+    CallbackService, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, FlowKind,
+};
 use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
 
@@ -24,7 +26,7 @@ struct Input<'a> {
 struct Fixture {
     runtime: tokio::runtime::Runtime,
     service: CallbackService<MemoryStore>,
-    signer: StateSigner,
+    signer: ConnectStateSigner,
 }
 
 fn fixture() -> &'static Fixture {
@@ -39,13 +41,17 @@ fn fixture() -> &'static Fixture {
         let client = ChartClient::new(
             Config::builder("fuzz", ClientSecret::new("fuzz-secret"))
                 .api_base("http://127.0.0.1:9")
-                .state_signer(StateSigner::from_key(&[3; 32]).unwrap())
                 .build()
                 .unwrap(),
         )
         .unwrap();
         let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
-        let service = CallbackService::builder(client, vault)
+        let chart = ChartConnect::new(
+            client,
+            ConnectStateSigner::from_key(&[3; 32]).unwrap(),
+            vault,
+        );
+        let service = CallbackService::builder(chart)
             .session(|parts| {
                 parts
                     .headers
@@ -56,7 +62,7 @@ fn fixture() -> &'static Fixture {
         Fixture {
             runtime,
             service,
-            signer: StateSigner::from_key(&[4; 32]).unwrap(),
+            signer: ConnectStateSigner::from_key(&[4; 32]).unwrap(),
         }
     })
 }

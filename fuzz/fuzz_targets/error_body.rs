@@ -4,6 +4,7 @@
 
 use arbitrary::Arbitrary;
 use chart_auth::Error;
+use chart_auth::fuzzing::error_from_response;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -22,7 +23,7 @@ fuzz_target!(|input: Input<'_>| {
     if let Ok(v) = http::HeaderValue::from_str(input.request_id) {
         headers.insert("chart-request-id", v);
     }
-    let err = Error::from_response(status, &headers, input.body, &[input.secret]);
+    let err = error_from_response(status, &headers, input.body, &[input.secret]);
     assert_eq!(err.status(), Some(status));
     assert!(!err.user_message().is_empty());
     if !input.secret.is_empty() {

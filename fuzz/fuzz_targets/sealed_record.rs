@@ -33,23 +33,23 @@ fuzz_target!(|input: Input<'_>| {
     };
     let _ = sealed_key_id(input.blob);
     assert!(
-        ring().open(&id, input.blob).is_err(),
+        ring().unseal(&id, input.blob).is_err(),
         "a blob the fuzzer made opened"
     );
 
     let sealed = ring().seal(&id, input.plaintext).unwrap();
-    assert_eq!(&ring().open(&id, &sealed).unwrap()[..], input.plaintext);
+    assert_eq!(&ring().unseal(&id, &sealed).unwrap()[..], input.plaintext);
     if let Some((at, bits)) = input.flip.filter(|(_, b)| *b != 0) {
         let mut bad = sealed.clone();
         let i = usize::from(at) % bad.len();
         bad[i] ^= bits;
-        assert!(ring().open(&id, &bad).is_err(), "a tampered blob opened");
+        assert!(ring().unseal(&id, &bad).is_err(), "a tampered blob opened");
     }
     let other = RecordIdentity {
         account_id: "someone-else",
         ..id
     };
     if input.account != "someone-else" {
-        assert!(ring().open(&other, &sealed).is_err(), "a moved blob opened");
+        assert!(ring().unseal(&other, &sealed).is_err(), "a moved blob opened");
     }
 });

@@ -2,7 +2,7 @@
 //! the input and Debug never shows the token.
 #![no_main]
 
-use chart_auth::TokenResponse;
+use chart_auth::fuzzing::TokenResponse;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

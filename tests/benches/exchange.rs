@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chart_auth::vault::{Keyring, MemoryStore, Vault};
 use chart_auth::{
-    AuthorizationCode, ChartClient, ClientSecret, CodeReceived, Config, Connection, Flow, FlowKind,
+    AuthorizationCode, ChartClient, ChartConnect, ClientSecret, CodeReceived, Config,
+    ConnectStateSigner, Connection, Flow, FlowKind,
 };
 use chart_mock_server::{
     MintRequest, MockConfig, MockServer, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET,
@@ -136,18 +138,24 @@ fn main() {
                     .add_root_certificates_pem(ca.as_bytes());
             }
             let sdk = ChartClient::new(builder.build().unwrap()).unwrap();
+            let chart = ChartConnect::new(
+                sdk.clone(),
+                ConnectStateSigner::generate(),
+                Arc::new(Vault::new(Keyring::generate(), MemoryStore::default())),
+            );
             let mut pending: Vec<Option<Connection<CodeReceived>>> = mint(n + 1)
                 .into_iter()
                 .map(|code| {
-                    let start = sdk.begin_connect(Flow::Embedded, b"bench").unwrap();
+                    let start = chart.begin_connect(Flow::Embedded, b"bench").unwrap();
                     Some(
-                        sdk.receive_code(
-                            AuthorizationCode::new(code),
-                            &start.state,
-                            b"bench",
-                            FlowKind::Embedded,
-                        )
-                        .unwrap(),
+                        chart
+                            .receive_code(
+                                AuthorizationCode::new(code),
+                                &start.state,
+                                b"bench",
+                                FlowKind::Embedded,
+                            )
+                            .unwrap(),
                     )
                 })
                 .collect();

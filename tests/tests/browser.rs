@@ -9,8 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chart_auth::vault::{FileStore, Keyring, Vault};
-use chart_auth::{AuthorizationCode, ChartClient, ClientSecret, Config, Flow, FlowKind};
+use chart_auth::vault::{FileStore, Keyring, MemoryStore, Vault};
+use chart_auth::{
+    AuthorizationCode, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow,
+    FlowKind,
+};
 use chart_mock_server::{ClientConfig, MockConfig, MockServer};
 use fantoccini::{Client, ClientBuilder, Locator};
 use http_body_util::Full;
@@ -88,7 +91,7 @@ async fn serve_page(html: String) -> SocketAddr {
     serve_page_on(html, 0).await
 }
 
-async fn mock_with_redirect(redirect: &str) -> (MockServer, ChartClient) {
+async fn mock_with_redirect(redirect: &str) -> (MockServer, ChartConnect<MemoryStore>) {
     let client = ClientConfig {
         client_id: "browser-client".into(),
         client_secret: "browser-secret".into(),
@@ -100,13 +103,17 @@ async fn mock_with_redirect(redirect: &str) -> (MockServer, ChartClient) {
     })
     .await
     .unwrap();
-    let sdk = ChartClient::new(
-        Config::builder("browser-client", ClientSecret::new("browser-secret"))
-            .api_base(mock.url())
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let sdk = ChartConnect::new(
+        ChartClient::new(
+            Config::builder("browser-client", ClientSecret::new("browser-secret"))
+                .api_base(mock.url())
+                .build()
+                .unwrap(),
+        )
+        .unwrap(),
+        ConnectStateSigner::generate(),
+        Arc::new(Vault::new(Keyring::generate(), MemoryStore::default())),
+    );
     (mock, sdk)
 }
 
@@ -157,7 +164,7 @@ async fn connect_page_redirect_flow_reaches_the_callback_and_the_code_exchanges(
         )
         .unwrap();
     let exchanged = pending
-        .exchange(&sdk)
+        .exchange(sdk.client())
         .await
         .expect("the browser's code exchanges");
     assert_eq!(exchanged.provider_id().as_str(), "chart-sandbox");
@@ -234,7 +241,7 @@ async fn connect_page_embedded_flow_posts_code_and_state_to_the_parent() {
         )
         .unwrap();
     pending
-        .exchange(&sdk)
+        .exchange(sdk.client())
         .await
         .expect("the embedded code exchanges without redirect_uri");
 }
@@ -399,7 +406,7 @@ async fn the_demo_connects_accounts_in_both_flows_and_seals_them() {
         files += &String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap());
     }
     for conn in stored {
-        let token = vault.open(conn.account_id()).await.unwrap();
+        let token = vault.unseal(conn.account_id()).await.unwrap();
         assert!(
             !files.contains(token.expose_secret()),
             "a plaintext token on disk"

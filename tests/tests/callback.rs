@@ -7,15 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use chart_auth::vault::{Keyring, MemoryStore, Vault};
-use chart_auth::{CallbackService, Flow, StateSigner};
+use chart_auth::vault::{MemoryStore, Vault};
+use chart_auth::{CallbackService, ConnectStateSigner, Flow};
 use chart_mock_server::{Fault, FaultKind, MockServer, Scenario};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use support::*;
-
-const STATE_KEY: [u8; 32] = [9; 32];
 
 struct Callback {
     env: Env,
@@ -25,16 +23,16 @@ struct Callback {
 }
 
 async fn setup() -> Callback {
-    let env = env_with(|b| b.state_signer(StateSigner::from_key(&STATE_KEY).unwrap())).await;
-    let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
+    let env = env().await;
+    let vault = env.vault.clone();
     let session = |parts: &http::request::Parts| {
         let cookie = parts.headers.get("cookie")?.to_str().ok()?;
         cookie.strip_prefix("sid=").map(|s| s.as_bytes().to_vec())
     };
-    let service = CallbackService::builder(env.client.clone(), vault.clone())
+    let service = CallbackService::builder(env.chart.clone())
         .session(session)
         .build();
-    let pages = CallbackService::builder(env.client.clone(), vault.clone())
+    let pages = CallbackService::builder(env.chart.clone())
         .session(session)
         .success_page("/accounts")
         .error_page("/oops?from=chart")
@@ -89,7 +87,7 @@ fn q(code: &str, state: &str) -> String {
 impl Callback {
     fn redirect_state(&self) -> String {
         self.env
-            .client
+            .chart
             .begin_connect(
                 Flow::Redirect {
                     redirect_uri: redirect_uri(),
@@ -101,7 +99,7 @@ impl Callback {
     }
     fn embedded_state(&self) -> String {
         self.env
-            .client
+            .chart
             .begin_connect(Flow::Embedded, SESSION)
             .unwrap()
             .state
@@ -121,7 +119,7 @@ async fn both_flows_connect_and_never_answer_with_the_token() {
     assert_eq!(body["status"], "connected");
     assert_eq!(body["provider_id"], "turbotax");
     let account = body["account_id"].as_str().unwrap().to_owned();
-    let token = cb.vault.open(&account).await.unwrap();
+    let token = cb.vault.unseal(&account).await.unwrap();
     assert!(!text.contains(token.expose_secret()) && !text.contains(&code));
     assert_eq!(resp.headers()["cache-control"], "no-store");
     assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
@@ -138,7 +136,7 @@ async fn both_flows_connect_and_never_answer_with_the_token() {
     assert_eq!(resp.status(), StatusCode::OK, "{body}");
     let token = cb
         .vault
-        .open(body["account_id"].as_str().unwrap())
+        .unseal(body["account_id"].as_str().unwrap())
         .await
         .unwrap();
     assert!(!text.contains(token.expose_secret()));
@@ -183,7 +181,7 @@ async fn refusals_have_the_right_status_and_message() {
         "bad_callback",
     );
     // A forged state.
-    let forged = StateSigner::generate().issue(
+    let forged = ConnectStateSigner::generate().issue(
         &Flow::Redirect {
             redirect_uri: redirect_uri(),
         },
@@ -195,7 +193,7 @@ async fn refusals_have_the_right_status_and_message() {
         "invalid_state",
     );
     // An expired state, signed by the same key an hour ago.
-    let old = StateSigner::from_key(&STATE_KEY).unwrap().issue_at(
+    let old = ConnectStateSigner::from_key(&STATE_KEY).unwrap().issue_at(
         &Flow::Redirect {
             redirect_uri: redirect_uri(),
         },
@@ -281,8 +279,8 @@ async fn a_replayed_callback_is_refused_and_the_first_account_stays() {
     );
     // So the first connection still works: its token was not revoked.
     cb.env
-        .client
-        .introspect(&cb.vault, &account)
+        .chart
+        .introspect(&account)
         .await
         .expect("still connected");
 }

@@ -5,10 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use chart_auth::vault::{Keyring, MemoryStore, Vault};
 use chart_auth::{
-    AuthorizationCode, ChartClient, ClientSecret, Config, Error, Flow, FlowKind, ProviderId,
-    RetryPolicy, UnknownCause,
+    ChartClient, ClientSecret, Config, Error, Flow, ProviderId, RetryPolicy, UnknownCause,
 };
 use chart_mock_server::{Fault, FaultKind, MintRequest, MockConfig, MockServer, Scenario};
 use http::StatusCode;
@@ -64,15 +62,7 @@ async fn plain_http_on_loopback_works() {
             ..Default::default()
         })
         .unwrap();
-    let start = client.begin_connect(Flow::Embedded, SESSION).unwrap();
-    let conn = client
-        .receive_code(
-            AuthorizationCode::new(code.code),
-            &start.state,
-            SESSION,
-            FlowKind::Embedded,
-        )
-        .unwrap();
+    let conn = receive_with(&client, &code.code);
     conn.exchange(&client)
         .await
         .expect("exchange over plain loopback HTTP");
@@ -189,15 +179,7 @@ async fn wrong_secret_is_invalid_client_and_does_not_spend_the_code() {
     )
     .unwrap();
     let code = env.mint(false, Scenario::Success);
-    let start = bad.begin_connect(Flow::Embedded, SESSION).unwrap();
-    let conn = bad
-        .receive_code(
-            AuthorizationCode::new(code.as_str()),
-            &start.state,
-            SESSION,
-            FlowKind::Embedded,
-        )
-        .unwrap();
+    let conn = receive_with(&bad, &code);
     let err = conn.exchange(&bad).await.unwrap_err();
     assert!(matches!(err, Error::InvalidClient(_)), "{err:?}");
     assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
@@ -530,15 +512,7 @@ async fn untrusted_certificates_fail_the_handshake_without_retrying_forever() {
         .unwrap(),
     )
     .unwrap();
-    let start = client.begin_connect(Flow::Embedded, SESSION).unwrap();
-    let conn = client
-        .receive_code(
-            AuthorizationCode::new("c"),
-            &start.state,
-            SESSION,
-            FlowKind::Embedded,
-        )
-        .unwrap();
+    let conn = receive_with(&client, "c");
     let err = conn.exchange(&client).await.unwrap_err();
     assert!(matches!(err, Error::Tls { .. }), "{err:?}");
     assert!(!err.code_may_be_spent());
@@ -562,15 +536,7 @@ async fn connect_failures_are_retried_then_reported() {
             .unwrap(),
     )
     .unwrap();
-    let start = client.begin_connect(Flow::Embedded, SESSION).unwrap();
-    let conn = client
-        .receive_code(
-            AuthorizationCode::new("c"),
-            &start.state,
-            SESSION,
-            FlowKind::Embedded,
-        )
-        .unwrap();
+    let conn = receive_with(&client, "c");
     let err = conn.exchange(&client).await.unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     assert!(err.is_retryable() && !err.code_may_be_spent());
@@ -605,26 +571,26 @@ fn plain_http_is_refused_off_loopback() {
 #[tokio::test]
 async fn introspect_and_disconnect_from_a_stored_record() {
     let env = env().await;
-    let vault = Vault::new(Keyring::generate(), MemoryStore::default());
+    let vault = env.chart.vault();
     let stored = env
         .redirect_code(Scenario::Success)
         .exchange(&env.client)
         .await
         .unwrap()
-        .store(&vault)
+        .store(vault)
         .await
         .unwrap();
     let info = env
-        .client
-        .introspect(&vault, stored.account_id())
+        .chart
+        .introspect(stored.account_id())
         .await
         .expect("introspect");
     assert_eq!(info.taxpayer_id, stored.account_id());
     assert_eq!(info.client_id, chart_mock_server::SANDBOX_CLIENT_ID);
     assert_eq!(info.provider_id, "turbotax");
-    let token = vault.open(stored.account_id()).await.unwrap();
-    env.client
-        .disconnect(&vault, stored.account_id())
+    let token = vault.unseal(stored.account_id()).await.unwrap();
+    env.chart
+        .disconnect(stored.account_id())
         .await
         .expect("disconnect");
     assert!(
@@ -636,10 +602,7 @@ async fn introspect_and_disconnect_from_a_stored_record() {
         Error::InvalidToken(_)
     ));
     assert!(matches!(
-        env.client
-            .introspect(&vault, stored.account_id())
-            .await
-            .unwrap_err(),
-        Error::Vault(chart_auth::vault::VaultError::NotFound)
+        env.chart.introspect(stored.account_id()).await.unwrap_err(),
+        Error::Vault(chart_auth::VaultError::NotFound)
     ));
 }

@@ -9,8 +9,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chart_auth::vault::{FileStore, Keyring, Vault};
-use chart_auth::{AuthorizationCode, ChartClient, ClientSecret, Config, Flow, FlowKind};
+use chart_auth::vault::{FileStore, Keyring, MemoryStore, Vault};
+use chart_auth::{
+    AuthorizationCode, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow,
+    FlowKind,
+};
 use chart_mock_server::{
     ClientConfig, Fault, FaultKind, MintRequest, MockConfig, MockServer, Scenario,
 };
@@ -77,7 +80,12 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
     let dir = tmp.path().to_owned();
     let keyring = Keyring::generate();
     let keyring_text = keyring.to_text();
-    let vault = Vault::new(keyring, FileStore::open(&dir).unwrap());
+    let vault = Arc::new(Vault::new(keyring, FileStore::open(&dir).unwrap()));
+    let chart = ChartConnect::new(
+        client.clone(),
+        ConnectStateSigner::generate(),
+        vault.clone(),
+    );
 
     let mut secrets: Vec<String> = vec![client_secret.clone(), wrong_secret];
     for line in keyring_text.lines().filter(|l| !l.starts_with('#')) {
@@ -97,8 +105,13 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
     };
     let receive = |client: &ChartClient, code: &str, flow: Flow| {
         let kind: FlowKind = flow.kind();
-        let start = client.begin_connect(flow, SESSION).unwrap();
-        client
+        let chart = ChartConnect::new(
+            client.clone(),
+            ConnectStateSigner::generate(),
+            Arc::new(Vault::new(Keyring::generate(), MemoryStore::default())),
+        );
+        let start = chart.begin_connect(flow, SESSION).unwrap();
+        chart
             .receive_code(AuthorizationCode::new(code), &start.state, SESSION, kind)
             .unwrap()
     };
@@ -122,16 +135,10 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         let stored = exchanged.store(&vault).await.unwrap();
         seen += &format!(
             "{stored:?}\n{:?}\n",
-            client
-                .introspect(&vault, stored.account_id())
-                .await
-                .unwrap()
+            chart.introspect(stored.account_id()).await.unwrap()
         );
         if redirect {
-            client
-                .disconnect(&vault, stored.account_id())
-                .await
-                .unwrap();
+            chart.disconnect(stored.account_id()).await.unwrap();
         }
         // Reuse: invalid_grant, and the token is revoked.
         let err = receive(&client, &code, Flow::Embedded)
@@ -146,7 +153,12 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         Keyring::generate(),
         chart_auth::vault::MemoryStore::default(),
     ));
-    let callback = chart_auth::CallbackService::builder(client.clone(), shared_vault.clone())
+    let shared = ChartConnect::new(
+        client.clone(),
+        ConnectStateSigner::generate(),
+        shared_vault.clone(),
+    );
+    let callback = chart_auth::CallbackService::builder(shared.clone())
         .session(|_| Some(SESSION.to_vec()))
         .build();
     for (redirect, scenario) in [
@@ -163,7 +175,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         } else {
             Flow::Embedded
         };
-        let state = client.begin_connect(flow, SESSION).unwrap().state;
+        let state = shared.begin_connect(flow, SESSION).unwrap().state;
         let req = if redirect {
             let q = format!("code={code}&state={state}");
             http::Request::get(format!("/api/chart/callback?{q}"))
@@ -187,7 +199,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
     for conn in shared_vault.list().await.unwrap() {
         secrets.push(
             shared_vault
-                .open(conn.account_id())
+                .unseal(conn.account_id())
                 .await
                 .unwrap()
                 .expose_secret()
@@ -286,7 +298,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         .pop()
         .map(|s| s.account_id().to_owned())
         .unwrap();
-    let token = vault.open(&token).await.unwrap();
+    let token = vault.unseal(&token).await.unwrap();
     let _ = std::panic::catch_unwind(|| panic!("boom with {token:?}"));
 
     seen += &serde_json::to_string(&mock.journal()).unwrap();

@@ -2,11 +2,13 @@
 //! that arrive through a verified callback.
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use chart_auth::vault::{Keyring, MemoryStore, Vault};
 use chart_auth::{
-    AuthorizationCode, ChartClient, ClientSecret, CodeReceived, Config, ConfigBuilder, Connection,
-    Flow, FlowKind,
+    AuthorizationCode, ChartClient, ChartConnect, ClientSecret, CodeReceived, Config,
+    ConfigBuilder, ConnectStateSigner, Connection, Flow, FlowKind,
 };
 use chart_mock_server::{
     ClientConfig, Fault, FaultKind, MintRequest, MockConfig, MockServer, SANDBOX_CLIENT_ID,
@@ -15,6 +17,8 @@ use chart_mock_server::{
 
 pub const SESSION: &[u8] = b"session-of-the-test-user";
 pub const OTHER_CLIENT: &str = "other-client";
+/// The key every test's Connect states are signed with.
+pub const STATE_KEY: [u8; 32] = [9; 32];
 
 pub fn redirect_uri() -> String {
     SANDBOX_REDIRECT_URIS[0].to_owned()
@@ -23,6 +27,9 @@ pub fn redirect_uri() -> String {
 pub struct Env {
     pub mock: MockServer,
     pub client: ChartClient,
+    pub vault: Arc<Vault<MemoryStore>>,
+    /// The client, a signer keyed with [`STATE_KEY`] and the vault, joined.
+    pub chart: ChartConnect<MemoryStore>,
 }
 
 pub fn mock_config() -> MockConfig {
@@ -58,7 +65,15 @@ pub async fn env_with(adjust: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> En
     let mock = MockServer::start(mock_config()).await.expect("mock starts");
     let client =
         ChartClient::new(adjust(sdk_config(&mock)).build().expect("config")).expect("client");
-    Env { mock, client }
+    let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
+    let signer = ConnectStateSigner::from_key(&STATE_KEY).expect("state key");
+    let chart = ChartConnect::new(client.clone(), signer, vault.clone());
+    Env {
+        mock,
+        client,
+        vault,
+        chart,
+    }
 }
 
 impl Env {
@@ -77,8 +92,8 @@ impl Env {
     /// A code as it arrives at the callback, with a state this client signed.
     pub fn receive(&self, code: &str, flow: Flow) -> Connection<CodeReceived> {
         let kind = flow.kind();
-        let start = self.client.begin_connect(flow, SESSION).expect("begin");
-        self.client
+        let start = self.chart.begin_connect(flow, SESSION).expect("begin");
+        self.chart
             .receive_code(AuthorizationCode::new(code), &start.state, SESSION, kind)
             .expect("verified")
     }
@@ -107,6 +122,25 @@ impl Env {
             .filter(|e| e.path == "/auth/token" && e.code_id.as_deref() == Some(id.as_str()))
             .count()
     }
+}
+
+/// A code as it arrives at `client`'s callback, in the embedded flow, through a
+/// throwaway signer and vault (for clients other than the environment's).
+pub fn receive_with(client: &ChartClient, code: &str) -> Connection<CodeReceived> {
+    let chart = ChartConnect::new(
+        client.clone(),
+        ConnectStateSigner::generate(),
+        Arc::new(Vault::new(Keyring::generate(), MemoryStore::default())),
+    );
+    let start = chart.begin_connect(Flow::Embedded, SESSION).expect("begin");
+    chart
+        .receive_code(
+            AuthorizationCode::new(code),
+            &start.state,
+            SESSION,
+            FlowKind::Embedded,
+        )
+        .expect("verified")
 }
 
 pub fn via(flow: &Flow) -> FlowKind {

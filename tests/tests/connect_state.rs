@@ -4,11 +4,24 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::sync::Arc;
+
+use chart_auth::fuzzing::TokenResponse;
+use chart_auth::vault::{Keyring, MemoryStore, Vault};
 use chart_auth::{
-    AuthorizationCode, ChartClient, ClientSecret, Config, Error, Flow, FlowKind, ProviderId,
-    StateError, StateSigner, TokenResponse,
+    AuthorizationCode, ChartClient, ChartConnect, ClientSecret, Config, ConfigError,
+    ConnectStateError, ConnectStateSigner, Error, Flow, FlowKind, ProviderId,
 };
 use proptest::prelude::*;
+
+/// A client's Connect flow with a fresh signer and an in-memory vault.
+fn connect(config: Config) -> ChartConnect<MemoryStore> {
+    ChartConnect::new(
+        ChartClient::new(config).unwrap(),
+        ConnectStateSigner::generate(),
+        Arc::new(Vault::new(Keyring::generate(), MemoryStore::default())),
+    )
+}
 
 fn redirect() -> Flow {
     Flow::Redirect {
@@ -18,7 +31,7 @@ fn redirect() -> Flow {
 
 #[test]
 fn verification_refuses_each_kind_of_bad_state() {
-    let signer = StateSigner::generate();
+    let signer = ConnectStateSigner::generate();
     let now = SystemTime::now();
     let state = signer.issue_at(&redirect(), b"alice", now);
     let ok = signer
@@ -27,42 +40,42 @@ fn verification_refuses_each_kind_of_bad_state() {
     assert_eq!(ok.flow(), &redirect());
 
     // Forged: another key, or garbage.
-    let other = StateSigner::generate().issue_at(&redirect(), b"alice", now);
+    let other = ConnectStateSigner::generate().issue_at(&redirect(), b"alice", now);
     assert_eq!(
         signer
             .verify_at(&other, b"alice", FlowKind::Redirect, now)
             .unwrap_err(),
-        StateError::Forged
+        ConnectStateError::Forged
     );
     for junk in ["", "x", "%%%", &"A".repeat(5000)] {
         assert_eq!(
             signer
                 .verify_at(junk, b"alice", FlowKind::Redirect, now)
                 .unwrap_err(),
-            StateError::Forged
+            ConnectStateError::Forged
         );
     }
     // Expired.
-    let later = now + StateSigner::DEFAULT_TTL + Duration::from_secs(1);
+    let later = now + ConnectStateSigner::DEFAULT_TTL + Duration::from_secs(1);
     assert_eq!(
         signer
             .verify_at(&state, b"alice", FlowKind::Redirect, later)
             .unwrap_err(),
-        StateError::Expired
+        ConnectStateError::Expired
     );
     // Another session.
     assert_eq!(
         signer
             .verify_at(&state, b"mallory", FlowKind::Redirect, now)
             .unwrap_err(),
-        StateError::SessionMismatch
+        ConnectStateError::SessionMismatch
     );
     // The other flow.
     assert_eq!(
         signer
             .verify_at(&state, b"alice", FlowKind::Embedded, now)
             .unwrap_err(),
-        StateError::FlowMismatch
+        ConnectStateError::FlowMismatch
     );
     // Each state is unique, and its id is stable through verification.
     let again = signer.issue_at(&redirect(), b"alice", now);
@@ -79,25 +92,24 @@ fn verification_refuses_each_kind_of_bad_state() {
 #[test]
 fn shared_keys_verify_across_instances_and_short_keys_are_refused() {
     let key = [7u8; 32];
-    let a = StateSigner::from_key(&key).unwrap();
-    let b = StateSigner::from_key(&key).unwrap();
+    let a = ConnectStateSigner::from_key(&key).unwrap();
+    let b = ConnectStateSigner::from_key(&key).unwrap();
     let state = a.issue(&Flow::Embedded, b"s");
     b.verify(&state, b"s", FlowKind::Embedded).unwrap();
     assert!(matches!(
-        StateSigner::from_key(&[1; 16]),
-        Err(Error::Config(_))
+        ConnectStateSigner::from_key(&[1; 16]),
+        Err(ConfigError::StateKeyTooShort)
     ));
     assert!(!format!("{a:?}").contains("7, 7"));
 }
 
 #[test]
 fn receive_code_maps_state_errors_and_refuses_empty_codes() {
-    let client = ChartClient::new(
+    let client = connect(
         Config::builder("c", ClientSecret::new("s"))
             .build()
             .unwrap(),
-    )
-    .unwrap();
+    );
     let start = client.begin_connect(Flow::Embedded, b"s1").unwrap();
     assert!(start.connect_url.is_none());
     let err = client
@@ -110,7 +122,7 @@ fn receive_code_maps_state_errors_and_refuses_empty_codes() {
         .unwrap_err();
     assert!(matches!(
         err,
-        Error::InvalidState(StateError::SessionMismatch)
+        Error::InvalidConnectState(ConnectStateError::SessionMismatch)
     ));
     assert!(!err.user_message().is_empty());
     let err = client
@@ -136,13 +148,12 @@ fn receive_code_maps_state_errors_and_refuses_empty_codes() {
 
 #[test]
 fn connect_urls_are_encoded_and_redirect_uris_checked() {
-    let client = ChartClient::new(
+    let client = connect(
         Config::builder("my client", ClientSecret::new("s"))
             .connect_base("http://127.0.0.1:4010/connect")
             .build()
             .unwrap(),
-    )
-    .unwrap();
+    );
     let start = client.begin_connect(redirect(), b"s").unwrap();
     let url = start.connect_url.unwrap();
     assert!(url.starts_with("http://127.0.0.1:4010/connect?client_id=my+client&redirect_uri=https%3A%2F%2Fapp.example.com"), "{url}");
@@ -188,7 +199,7 @@ fn token_responses_accept_either_account_name_and_any_provider() {
 proptest! {
     #[test]
     fn states_round_trip(session in proptest::collection::vec(any::<u8>(), 0..64), uri in "https://[a-z]{1,12}\\.example/[a-z/]{0,20}", embedded in any::<bool>()) {
-        let signer = StateSigner::generate();
+        let signer = ConnectStateSigner::generate();
         let flow = if embedded { Flow::Embedded } else { Flow::Redirect { redirect_uri: uri } };
         let state = signer.issue(&flow, &session);
         let verified = signer.verify(&state, &session, flow.kind()).unwrap();
@@ -197,13 +208,13 @@ proptest! {
 
     #[test]
     fn any_mutation_of_a_state_is_rejected(index in any::<prop::sample::Index>(), flip in 1u8..=255) {
-        let signer = StateSigner::generate();
+        let signer = ConnectStateSigner::generate();
         let state = signer.issue(&redirect(), b"s");
         let mut raw = URL_SAFE_NO_PAD.decode(&state).unwrap();
         let i = index.index(raw.len());
         raw[i] ^= flip;
         let forged = URL_SAFE_NO_PAD.encode(&raw);
-        prop_assert_eq!(signer.verify(&forged, b"s", FlowKind::Redirect).unwrap_err(), StateError::Forged);
+        prop_assert_eq!(signer.verify(&forged, b"s", FlowKind::Redirect).unwrap_err(), ConnectStateError::Forged);
         // Truncations and extensions too.
         prop_assert!(signer.verify(&state[..i.min(state.len() - 1)], b"s", FlowKind::Redirect).is_err());
         let extended = format!("{state}A");
@@ -212,7 +223,7 @@ proptest! {
 
     #[test]
     fn arbitrary_states_never_panic(state in ".{0,300}", session in proptest::collection::vec(any::<u8>(), 0..16)) {
-        let _ = StateSigner::generate().verify(&state, &session, FlowKind::Embedded);
+        let _ = ConnectStateSigner::generate().verify(&state, &session, FlowKind::Embedded);
     }
 
     #[test]
@@ -244,7 +255,7 @@ fn scrubbing_never_leaves_a_secret_even_one_the_marker_spells() {
     let headers = http::HeaderMap::new();
     for secret in ["ed>", "<redacted>", "code-123", "a"] {
         let body = serde_json::json!({"name": format!("n {secret}"), "message": format!("bad {secret} and {secret}")});
-        let err = Error::from_response(
+        let err = chart_auth::fuzzing::error_from_response(
             http::StatusCode::BAD_REQUEST,
             &headers,
             body.to_string().as_bytes(),
@@ -259,7 +270,7 @@ fn scrubbing_never_leaves_a_secret_even_one_the_marker_spells() {
     let secret = "s3cr3t-s3cr3t-s3cr3t";
     let message = format!("{}{secret}", "x".repeat(500));
     let body = serde_json::json!({"name": "x", "message": message});
-    let err = Error::from_response(
+    let err = chart_auth::fuzzing::error_from_response(
         http::StatusCode::BAD_REQUEST,
         &headers,
         body.to_string().as_bytes(),

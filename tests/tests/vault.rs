@@ -5,11 +5,11 @@ use std::os::unix::fs::PermissionsExt;
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::KeyInit;
+use chart_auth::fuzzing::{decrypt_detached, encrypt_detached};
 use chart_auth::vault::{
-    Expect, FileStore, KeyId, KeyStatus, Keyring, MemoryStore, RecordIdentity, StoreError,
-    TokenStore, Vault, VaultError, decrypt_detached, encrypt_detached,
+    Expect, FileStore, KeyId, KeyStatus, Keyring, MemoryStore, RecordIdentity, TokenStore, Vault,
 };
-use chart_auth::{AccessToken, Error, ProviderId};
+use chart_auth::{AccessToken, Error, ProviderId, StoreError, VaultError};
 use proptest::prelude::*;
 use sha2::Digest;
 
@@ -95,18 +95,18 @@ fn golden_ring() -> Keyring {
 fn golden_blobs_keep_opening() {
     let ring = golden_ring();
     assert_eq!(
-        &ring.open(&ID, &hex(GOLDEN_7)).unwrap()[..],
+        &ring.unseal(&ID, &hex(GOLDEN_7)).unwrap()[..],
         b"golden-token-under-key-7"
     );
     assert_eq!(
-        &ring.open(&ID, &hex(GOLDEN_8)).unwrap()[..],
+        &ring.unseal(&ID, &hex(GOLDEN_8)).unwrap()[..],
         b"golden-token-under-key-8"
     );
     // The keyring text format is frozen too.
     let text = "7 primary ERERERERERERERERERERERERERERERERERERERERERE=\n8 active IiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiI=\n";
     let parsed = Keyring::parse(text).unwrap();
     assert_eq!(
-        &parsed.open(&ID, &hex(GOLDEN_8)).unwrap()[..],
+        &parsed.unseal(&ID, &hex(GOLDEN_8)).unwrap()[..],
         b"golden-token-under-key-8"
     );
 }
@@ -118,7 +118,7 @@ fn every_flipped_bit_and_truncation_is_refused() {
     for bit in 0..blob.len() * 8 {
         let mut bad = blob.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
-        let err = ring.open(&ID, &bad).unwrap_err();
+        let err = ring.unseal(&ID, &bad).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -128,7 +128,10 @@ fn every_flipped_bit_and_truncation_is_refused() {
         );
     }
     for len in 0..blob.len() {
-        assert!(ring.open(&ID, &blob[..len]).is_err(), "length {len} opened");
+        assert!(
+            ring.unseal(&ID, &blob[..len]).is_err(),
+            "length {len} opened"
+        );
     }
 }
 
@@ -138,7 +141,7 @@ fn swapped_key_ids_and_moved_records_fail() {
     let mut swapped = hex(GOLDEN_7);
     swapped[1..5].copy_from_slice(&8u32.to_be_bytes());
     assert!(matches!(
-        ring.open(&ID, &swapped),
+        ring.unseal(&ID, &swapped),
         Err(VaultError::Tampered)
     ));
     let blob = hex(GOLDEN_7);
@@ -157,20 +160,20 @@ fn swapped_key_ids_and_moved_records_fail() {
         },
     ] {
         assert!(
-            matches!(ring.open(&moved, &blob), Err(VaultError::Tampered)),
+            matches!(ring.unseal(&moved, &blob), Err(VaultError::Tampered)),
             "{moved:?}"
         );
     }
     let mut unknown_version = blob.clone();
     unknown_version[0] = 2;
     assert!(matches!(
-        ring.open(&ID, &unknown_version),
+        ring.unseal(&ID, &unknown_version),
         Err(VaultError::UnknownVersion(2))
     ));
     let mut unknown_key = blob;
     unknown_key[1..5].copy_from_slice(&99u32.to_be_bytes());
     assert!(matches!(
-        ring.open(&ID, &unknown_key),
+        ring.unseal(&ID, &unknown_key),
         Err(VaultError::UnknownKey(KeyId(99)))
     ));
 }
@@ -202,7 +205,7 @@ async fn tinks_four_phase_rotation() {
     assert_eq!(s3.key_id(), new);
     // 3. Both keys open.
     for (a, t) in [("a1", "t1"), ("a2", "t2"), ("a3", "t3")] {
-        assert_eq!(vault.open(a).await.unwrap().expose_secret(), t);
+        assert_eq!(vault.unseal(a).await.unwrap().expose_secret(), t);
     }
     let report = vault.rewrap(|_, _| {}).await.unwrap();
     assert_eq!(
@@ -212,7 +215,7 @@ async fn tinks_four_phase_rotation() {
     // 4. Retire the old key: everything still opens, because everything was rewrapped.
     vault.update_keyring(|k| k.retire(old)).unwrap();
     for (a, t) in [("a1", "t1"), ("a2", "t2"), ("a3", "t3")] {
-        assert_eq!(vault.open(a).await.unwrap().expose_secret(), t);
+        assert_eq!(vault.unseal(a).await.unwrap().expose_secret(), t);
         assert_eq!(vault.get(a).await.unwrap().unwrap().key_id(), new);
     }
     // A blob still under the retired key is refused.
@@ -440,7 +443,7 @@ proptest! {
                         model.records.insert(account(a), (token, model.primary));
                     }
                     Op::Open(a) => {
-                        let got = vault.open(&account(a)).await;
+                        let got = vault.unseal(&account(a)).await;
                         match model.records.get(&account(a)) {
                             None => assert!(matches!(got, Err(Error::Vault(VaultError::NotFound)))),
                             Some((_, k)) if model.keys[k] == KeyStatus::Retired => {
@@ -524,10 +527,10 @@ fn long_identities_seal_and_stay_bound() {
         ..ID
     };
     let sealed = ring.seal(&id, b"t").unwrap();
-    assert_eq!(&ring.open(&id, &sealed).unwrap()[..], b"t");
+    assert_eq!(&ring.unseal(&id, &sealed).unwrap()[..], b"t");
     let longer = "a".repeat(301);
     assert!(matches!(
-        ring.open(
+        ring.unseal(
             &RecordIdentity {
                 account_id: &longer,
                 ..ID

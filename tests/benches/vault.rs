@@ -55,7 +55,7 @@ fn seal_open(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("vault", size), &payload, |b, p| {
             b.iter(|| {
                 let sealed = ring.seal(&id, p).unwrap();
-                black_box(ring.open(&id, &sealed).unwrap())
+                black_box(ring.unseal(&id, &sealed).unwrap())
             })
         });
     }
@@ -117,7 +117,7 @@ fn file_store(c: &mut Criterion) {
         b.iter(|| black_box(rt.block_on(store.get("acct")).unwrap()))
     });
     group.bench_function("Vault open (get + decrypt)", |b| {
-        b.iter(|| black_box(rt.block_on(vault.open("acct")).unwrap()))
+        b.iter(|| black_box(rt.block_on(vault.unseal("acct")).unwrap()))
     });
     group.finish();
 }

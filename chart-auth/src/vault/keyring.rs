@@ -1,0 +1,347 @@
+//! The keyring: AES-256-GCM keys with 32-bit ids, one of them primary, and the text
+//! format they are saved in.
+//!
+//! # Nonce budget
+//! Nonces are random and 96 bits long. NIST SP 800-38D allows at most 2^32 seals per
+//! key with random nonces. Each key counts its seals in this process and refuses to
+//! seal past [`Keyring::DEFAULT_SEAL_LIMIT`] (2^31, half the budget), asking for a
+//! rotation; [`Keyring::seals`] lets you alert well before. Rotate keys at least yearly,
+//! and whenever `inspect` shows a key near the limit.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::KeyInit;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroizing;
+
+use super::seal::{self, RecordIdentity, sealed_key_id};
+use super::store::write_atomic;
+use crate::error::VaultError;
+use crate::ids::KeyId;
+
+const KEY_LEN: usize = 32;
+
+/// What a key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Seals new records, and opens.
+    Primary,
+    /// Opens older records.
+    Active,
+    /// Refused: records under it no longer open.
+    Retired,
+}
+
+impl KeyStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Active => "active",
+            Self::Retired => "retired",
+        }
+    }
+}
+
+struct KeyEntry {
+    material: Zeroizing<[u8; KEY_LEN]>,
+    cipher: Aes256Gcm,
+    status: KeyStatus,
+    seals: AtomicU64,
+}
+
+/// A set of AES-256-GCM keys, one of them primary.
+///
+/// One cipher instance is kept per key (its round keys zeroize on drop).
+///
+/// ```
+/// use chart_auth::vault::{Keyring, RecordIdentity};
+/// let mut ring = Keyring::generate();
+/// let id = RecordIdentity { client_id: "c", account_id: "a", provider_id: "irs" };
+/// let sealed = ring.seal(&id, b"token")?;
+/// let new_key = ring.add_key();
+/// ring.promote(new_key)?;
+/// assert_eq!(&ring.unseal(&id, &sealed)?[..], b"token");
+/// # Ok::<(), chart_auth::VaultError>(())
+/// ```
+pub struct Keyring {
+    keys: BTreeMap<KeyId, KeyEntry>,
+    primary: KeyId,
+    seal_limit: u64,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.keys.iter().map(|(id, k)| (id.0, k.status.as_str())))
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// Seals allowed per key in one process: half of NIST's 2^32 random-nonce budget.
+    pub const DEFAULT_SEAL_LIMIT: u64 = 1 << 31;
+
+    fn entry(material: Zeroizing<[u8; KEY_LEN]>, status: KeyStatus) -> KeyEntry {
+        let cipher = Aes256Gcm::new_from_slice(material.as_ref()).expect("32-byte key");
+        KeyEntry {
+            material,
+            cipher,
+            status,
+            seals: AtomicU64::new(0),
+        }
+    }
+
+    /// A keyring with one fresh random key, id 1, as primary.
+    pub fn generate() -> Self {
+        let mut keys = BTreeMap::new();
+        keys.insert(KeyId(1), Self::entry(random_key(), KeyStatus::Primary));
+        Self {
+            keys,
+            primary: KeyId(1),
+            seal_limit: Self::DEFAULT_SEAL_LIMIT,
+        }
+    }
+
+    /// A keyring with one key (32 raw bytes) as primary.
+    pub fn from_key(id: KeyId, key: &[u8]) -> Result<Self, VaultError> {
+        let material = key_array(key)?;
+        let mut keys = BTreeMap::new();
+        keys.insert(id, Self::entry(material, KeyStatus::Primary));
+        Ok(Self {
+            keys,
+            primary: id,
+            seal_limit: Self::DEFAULT_SEAL_LIMIT,
+        })
+    }
+
+    /// Parses the keyring text format, one key a line:
+    ///
+    /// ```text
+    /// # comments and blank lines are ignored
+    /// 1 retired <base64 of 32 bytes>
+    /// 2 primary <base64 of 32 bytes>
+    /// ```
+    ///
+    /// A text that is a single base64 key is read as key 1, primary. Errors name the
+    /// line, never its contents.
+    pub fn parse(text: &str) -> Result<Self, VaultError> {
+        let trimmed = text.trim();
+        if !trimmed.is_empty()
+            && !trimmed.contains(char::is_whitespace)
+            && !trimmed.starts_with('#')
+        {
+            let key =
+                decode_key(trimmed).map_err(|r| VaultError::BadKeyring(format!("the key {r}")))?;
+            return Self::from_key(KeyId(1), key.as_ref());
+        }
+        let mut keys = BTreeMap::new();
+        let mut primary = None;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |reason: &str| VaultError::BadKeyring(format!("line {}: {reason}", n + 1));
+            let mut parts = line.split_whitespace();
+            let (Some(id), Some(status), Some(key), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad("expected `<id> <primary|active|retired> <base64 key>`"));
+            };
+            let id = KeyId(
+                id.parse()
+                    .map_err(|_| bad("the key id is not a 32-bit number"))?,
+            );
+            let status = match status {
+                "primary" => KeyStatus::Primary,
+                "active" => KeyStatus::Active,
+                "retired" => KeyStatus::Retired,
+                _ => return Err(bad("the status must be primary, active or retired")),
+            };
+            let key = decode_key(key).map_err(|r| bad(&format!("the key {r}")))?;
+            if status == KeyStatus::Primary && primary.replace(id).is_some() {
+                return Err(bad("a second primary key"));
+            }
+            if keys.insert(id, Self::entry(key, status)).is_some() {
+                return Err(bad("a duplicate key id"));
+            }
+        }
+        let primary = primary.ok_or_else(|| VaultError::BadKeyring("no primary key".into()))?;
+        Ok(Self {
+            keys,
+            primary,
+            seal_limit: Self::DEFAULT_SEAL_LIMIT,
+        })
+    }
+
+    /// Writes the keyring in the text format [`Keyring::parse`] reads.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::from(
+            "# chart-auth keyring v1. Secret: keep it out of version control, mode 0600.\n",
+        ));
+        for (id, k) in &self.keys {
+            out.push_str(&format!("{} {} ", id.0, k.status.as_str()));
+            STANDARD.encode_string(k.material.as_ref(), &mut out);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Reads `CHART_VAULT_KEYRING` (the text format, or one base64 key).
+    pub fn from_env() -> Result<Self, VaultError> {
+        let text = Zeroizing::new(
+            std::env::var("CHART_VAULT_KEYRING")
+                .map_err(|_| VaultError::BadKeyring("CHART_VAULT_KEYRING is not set".into()))?,
+        );
+        Self::parse(&text)
+    }
+
+    /// Reads a keyring file.
+    pub fn load(path: &Path) -> Result<Self, VaultError> {
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                VaultError::BadKeyring(format!("cannot read {}: {e}", path.display()))
+            })?);
+        Self::parse(&text)
+    }
+
+    /// Writes the keyring file atomically and durably, mode 0600.
+    pub fn save(&self, path: &Path) -> Result<(), VaultError> {
+        write_atomic(path, self.to_text().as_bytes()).map_err(VaultError::Store)
+    }
+
+    /// Sets the per-key seal limit (see the module docs on the nonce budget).
+    pub fn set_seal_limit(&mut self, limit: u64) {
+        self.seal_limit = limit;
+    }
+
+    /// The primary key's id.
+    pub fn primary(&self) -> KeyId {
+        self.primary
+    }
+
+    /// Every key's id and status, in id order.
+    pub fn keys(&self) -> impl Iterator<Item = (KeyId, KeyStatus)> + '_ {
+        self.keys.iter().map(|(id, k)| (*id, k.status))
+    }
+
+    /// How many records a key has sealed in this process.
+    pub fn seals(&self, id: KeyId) -> Option<u64> {
+        self.keys.get(&id).map(|k| k.seals.load(Ordering::Relaxed))
+    }
+
+    /// Adds a fresh random key as active (not yet primary) and returns its id.
+    pub fn add_key(&mut self) -> KeyId {
+        let id = KeyId(
+            self.keys
+                .keys()
+                .next_back()
+                .map_or(1, |k| k.0.saturating_add(1)),
+        );
+        self.keys
+            .insert(id, Self::entry(random_key(), KeyStatus::Active));
+        id
+    }
+
+    /// Adds a given key (32 raw bytes) as active.
+    pub fn add_key_bytes(&mut self, id: KeyId, key: &[u8]) -> Result<(), VaultError> {
+        if self.keys.contains_key(&id) {
+            return Err(VaultError::KeyExists(id));
+        }
+        self.keys
+            .insert(id, Self::entry(key_array(key)?, KeyStatus::Active));
+        Ok(())
+    }
+
+    /// Makes an active key the primary; the old primary stays active.
+    pub fn promote(&mut self, id: KeyId) -> Result<(), VaultError> {
+        match self.keys.get(&id).map(|k| k.status) {
+            None => return Err(VaultError::NoSuchKey(id)),
+            Some(KeyStatus::Retired) => return Err(VaultError::PromoteRetired(id)),
+            Some(_) => {}
+        }
+        if let Some(old) = self.keys.get_mut(&self.primary) {
+            old.status = KeyStatus::Active;
+        }
+        if let Some(new) = self.keys.get_mut(&id) {
+            new.status = KeyStatus::Primary;
+        }
+        self.primary = id;
+        Ok(())
+    }
+
+    /// Retires a key: records sealed under it no longer open. The primary cannot retire.
+    pub fn retire(&mut self, id: KeyId) -> Result<(), VaultError> {
+        if id == self.primary {
+            return Err(VaultError::RetirePrimary(id));
+        }
+        let key = self.keys.get_mut(&id).ok_or(VaultError::NoSuchKey(id))?;
+        key.status = KeyStatus::Retired;
+        Ok(())
+    }
+
+    /// Seals `plaintext` under the primary key, bound to `identity`.
+    pub fn seal(
+        &self,
+        identity: &RecordIdentity<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        let id = self.primary;
+        let key = self.keys.get(&id).ok_or(VaultError::UnknownKey(id))?;
+        if key.seals.fetch_add(1, Ordering::Relaxed) >= self.seal_limit {
+            return Err(VaultError::NonceBudgetExhausted(id));
+        }
+        seal::seal(&key.cipher, id, identity, plaintext)
+    }
+
+    /// Unseals a blob bound to `identity` into a zeroizing buffer. Unknown versions and
+    /// key ids, and retired keys, are refused before any decryption is tried.
+    pub fn unseal(
+        &self,
+        identity: &RecordIdentity<'_>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let id = sealed_key_id(sealed)?;
+        let key = self.keys.get(&id).ok_or(VaultError::UnknownKey(id))?;
+        if key.status == KeyStatus::Retired {
+            return Err(VaultError::KeyRetired(id));
+        }
+        seal::unseal(&key.cipher, identity, sealed)
+    }
+}
+
+fn random_key() -> Zeroizing<[u8; KEY_LEN]> {
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    getrandom::fill(key.as_mut()).expect("the OS random number generator failed");
+    key
+}
+
+fn key_array(key: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, VaultError> {
+    if key.len() != KEY_LEN {
+        return Err(VaultError::BadKeyring(format!(
+            "a key must be {KEY_LEN} bytes, not {}",
+            key.len()
+        )));
+    }
+    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    out.copy_from_slice(key);
+    Ok(out)
+}
+
+fn decode_key(b64: &str) -> Result<Zeroizing<[u8; KEY_LEN]>, &'static str> {
+    let mut buf = Zeroizing::new([0u8; KEY_LEN + 3]);
+    let n = STANDARD
+        .decode_slice(b64.as_bytes(), buf.as_mut())
+        .map_err(|_| "is not base64 of 32 bytes")?;
+    if n != KEY_LEN {
+        return Err("is not 32 bytes long");
+    }
+    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    out.copy_from_slice(&buf[..KEY_LEN]);
+    Ok(out)
+}

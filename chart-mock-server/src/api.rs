@@ -1,0 +1,260 @@
+//! Chart's API as the mock serves it: `POST /auth/token` with every error row of the
+//! contract, `GET /introspect` and `POST /disconnect`.
+
+// Handlers return the error answer itself as `Err`; it is built once per request and
+// boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+use http::{Method, Request, StatusCode};
+use serde::Serialize;
+
+use crate::model::GrantOutcome;
+use crate::request::{Ctx, Note, api_version_error, bearer, is_json, read_body};
+use crate::response::{
+    Resp, error, error_std, json_response, method_not_allowed, with_retry_after,
+};
+
+/// A request field as the contract checks it: absent, null, a string, or another type.
+/// Strings are borrowed from the body when they have no escapes.
+#[derive(Default)]
+enum Field<'a> {
+    #[default]
+    Absent,
+    Null,
+    Str(std::borrow::Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Field<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct FieldVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
+            type Value = Field<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'a>, E> {
+                Ok(Field::Str(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Field<'a>, E> {
+                Ok(Field::Str(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_unit<E>(self) -> Result<Field<'a>, E> {
+                Ok(Field::Null)
+            }
+            fn visit_none<E>(self) -> Result<Field<'a>, E> {
+                Ok(Field::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Field<'a>, E> {
+                Ok(Field::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Field<'a>, E> {
+                Ok(Field::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Field<'a>, E> {
+                Ok(Field::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Field<'a>, E> {
+                Ok(Field::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'a>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Field::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<'a>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Field::Other)
+            }
+        }
+        d.deserialize_any(FieldVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The body of `POST /auth/token`, borrowed from the request bytes.
+#[derive(serde::Deserialize)]
+struct TokenRequest<'a> {
+    #[serde(borrow, default)]
+    client_id: Field<'a>,
+    #[serde(borrow, default)]
+    client_secret: Field<'a>,
+    #[serde(borrow, default)]
+    code: Field<'a>,
+    #[serde(borrow, default)]
+    redirect_uri: Field<'a>,
+}
+
+/// A field's string, or the 400 answer naming it.
+fn field<'a>(value: &'a Field<'_>, name: &str, required: bool) -> Result<Option<&'a str>, Resp> {
+    let bad = |what: &str| {
+        Err(error_std(
+            StatusCode::BAD_REQUEST,
+            &format!("The field `{name}` {what}."),
+        ))
+    };
+    match value {
+        Field::Absent | Field::Null if required => bad("is required"),
+        Field::Absent | Field::Null => Ok(None),
+        Field::Str(s) if s.is_empty() => bad("must not be empty"),
+        Field::Str(s) if s.len() > 4096 => bad("is too long"),
+        Field::Str(s) => Ok(Some(s)),
+        Field::Other => bad("must be a string"),
+    }
+}
+
+pub(crate) async fn token(ctx: &Ctx, req: Request<hyper::body::Incoming>, note: &mut Note) -> Resp {
+    if req.method() != Method::POST {
+        return method_not_allowed("POST");
+    }
+    if let Some(resp) = api_version_error(&req) {
+        return resp;
+    }
+    if !is_json(&req) {
+        return error_std(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The content type must be application/json.",
+        );
+    }
+    match read_body(req).await {
+        Ok(body) => token_grant(ctx, &body, note).await,
+        Err(resp) => resp,
+    }
+}
+
+/// The body of `POST /auth/token`, once the method and headers have passed.
+pub(crate) async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp {
+    // Only an object: serde would also read a struct from a JSON array.
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let parsed = if is_object {
+        serde_json::from_slice::<TokenRequest<'_>>(body).ok()
+    } else {
+        None
+    };
+    let Some(body) = parsed else {
+        return error_std(
+            StatusCode::BAD_REQUEST,
+            "The request body is not a JSON object.",
+        );
+    };
+    let fields = (|| {
+        Ok::<_, Resp>((
+            field(&body.client_id, "client_id", true)?.unwrap_or_default(),
+            field(&body.client_secret, "client_secret", true)?.unwrap_or_default(),
+            field(&body.code, "code", true)?.unwrap_or_default(),
+            field(&body.redirect_uri, "redirect_uri", false)?,
+        ))
+    })();
+    let (client_id, secret, code, redirect_uri) = match fields {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    if ctx.chart.client(client_id).is_some() {
+        note.client_id = Some(client_id.to_owned());
+    }
+    if !ctx.chart.authenticate(client_id, secret) {
+        note.code_id = ctx.chart.code_id(code);
+        return error_std(StatusCode::UNAUTHORIZED, "Client authentication failed.");
+    }
+    if !ctx.chart.take_rate() {
+        note.code_id = ctx.chart.code_id(code);
+        return with_retry_after(
+            error_std(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests; slow down.",
+            ),
+            60,
+        );
+    }
+    match ctx
+        .chart
+        .redeem_noting(client_id, code, redirect_uri, &mut note.code_id)
+    {
+        GrantOutcome::Issued {
+            account_id,
+            provider_id,
+            access_token,
+            slow,
+        } => {
+            if slow {
+                tokio::time::sleep(ctx.chart.slow_delay()).await;
+            }
+            #[derive(Serialize)]
+            struct TokenAnswer<'a> {
+                account_id: &'a str,
+                taxpayer_id: &'a str,
+                provider_id: &'a str,
+                access_token: &'a str,
+            }
+            json_response(
+                StatusCode::OK,
+                &TokenAnswer {
+                    account_id: &account_id,
+                    taxpayer_id: &account_id,
+                    provider_id: &provider_id,
+                    access_token: &access_token,
+                },
+            )
+        }
+        GrantOutcome::InvalidGrant(message) => {
+            error(StatusCode::BAD_REQUEST, "invalid_grant_error", message)
+        }
+        GrantOutcome::RateLimited => with_retry_after(
+            error_std(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests for this code; retry shortly.",
+            ),
+            1,
+        ),
+        GrantOutcome::ServerError => error_std(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Chart had an internal error.",
+        ),
+    }
+}
+
+/// `GET /introspect` and `POST /disconnect`: a Bearer token in, its facts or its end out.
+pub(crate) fn bearer_endpoint(
+    ctx: &Ctx,
+    req: Request<hyper::body::Incoming>,
+    allowed: Method,
+    note: &mut Note,
+) -> Resp {
+    if req.method() != allowed {
+        return method_not_allowed(if allowed == Method::GET {
+            "GET"
+        } else {
+            "POST"
+        });
+    }
+    if let Some(resp) = api_version_error(&req) {
+        return resp;
+    }
+    let invalid = || {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token_error",
+            "The access token is invalid or revoked.",
+        )
+    };
+    let Some(token) = bearer(&req) else {
+        return invalid();
+    };
+    let Some(info) = ctx.chart.introspect(token) else {
+        return invalid();
+    };
+    note.client_id = Some(info.client_id.clone());
+    if allowed == Method::GET {
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "taxpayer_id": info.account_id,
+                "client_id": info.client_id,
+                "name": "Sandy Taxpayer",
+                "provider_id": info.provider_id,
+            }),
+        )
+    } else {
+        ctx.chart.revoke(token);
+        json_response(StatusCode::OK, &serde_json::json!({"status": "success"}))
+    }
+}

@@ -1,0 +1,166 @@
+//! The control plane under `/__chart/`: minting codes, moving the clock, injecting
+//! faults, reading the journal. Open on loopback, guarded by the admin token elsewhere.
+
+// Handlers return the error answer itself as `Err`; it is built once per request and
+// boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Method, Request, StatusCode};
+use subtle::ConstantTimeEq;
+
+use crate::model::{Fault, FaultKind, MintError, MintRequest};
+use crate::request::{Ctx, bearer, json_body};
+use crate::response::{Resp, error, error_std, json_response, method_not_allowed};
+
+/// Lets a control-plane request through, or answers why not.
+pub(crate) fn authorize_control<B>(
+    ctx: &Ctx,
+    peer: SocketAddr,
+    req: &Request<B>,
+) -> Result<(), Resp> {
+    if peer.ip().is_loopback() {
+        return Ok(());
+    }
+    let Some(expected) = &ctx.admin_token else {
+        return Err(error_std(
+            StatusCode::FORBIDDEN,
+            "The control plane is open only to loopback clients unless the server has an admin token.",
+        ));
+    };
+    let given = bearer(req).unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token_error",
+            "The admin token is missing or wrong.",
+        ))
+    }
+}
+
+/// Answers a control-plane request (`route` is the path after `/__chart/`).
+pub(crate) async fn control_plane(
+    ctx: &Ctx,
+    route: &str,
+    req: Request<hyper::body::Incoming>,
+) -> Resp {
+    let chart = &ctx.chart;
+    match (req.method().clone(), route) {
+        (Method::POST, "codes") => match json_body::<MintRequest>(req).await {
+            Ok(mint) => match chart.mint(&mint) {
+                Ok(code) => json_response(StatusCode::CREATED, &code),
+                Err(
+                    e @ (MintError::UnknownClient
+                    | MintError::UnregisteredRedirect
+                    | MintError::BadProvider),
+                ) => error_std(StatusCode::BAD_REQUEST, &e.to_string()),
+            },
+            Err(resp) => resp,
+        },
+        (Method::POST, "clock") => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Advance {
+                advance_secs: u64,
+            }
+            match json_body::<Advance>(req).await {
+                Ok(a) => {
+                    chart.advance_clock(Duration::from_secs(a.advance_secs));
+                    json_response(StatusCode::OK, &serde_json::json!({"now": chart.now()}))
+                }
+                Err(resp) => resp,
+            }
+        }
+        (Method::POST, "faults") => match json_body::<Fault>(req).await {
+            Ok(f) if f.times == 0 => {
+                error_std(StatusCode::BAD_REQUEST, "`times` must be at least 1.")
+            }
+            Ok(f)
+                if f.kind == FaultKind::Status
+                    && f.status
+                        .and_then(|s| StatusCode::from_u16(s).ok())
+                        .is_none() =>
+            {
+                error_std(
+                    StatusCode::BAD_REQUEST,
+                    "A `status` fault needs a valid `status`.",
+                )
+            }
+            Ok(f) => {
+                let body = serde_json::to_value(&f).unwrap_or_default();
+                chart.add_fault(f);
+                json_response(StatusCode::CREATED, &body)
+            }
+            Err(resp) => resp,
+        },
+        (Method::DELETE, "faults") => {
+            chart.clear_faults();
+            json_response(StatusCode::OK, &serde_json::json!({"status": "cleared"}))
+        }
+        (Method::GET, "journal") => json_response(StatusCode::OK, &chart.journal()),
+        (Method::DELETE, "journal") => {
+            chart.clear_journal();
+            json_response(StatusCode::OK, &serde_json::json!({"status": "cleared"}))
+        }
+        (Method::GET, "health") => {
+            json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+        }
+        (_, "codes" | "clock") => method_not_allowed("POST"),
+        (_, "faults") => method_not_allowed("POST, DELETE"),
+        (_, "journal") => method_not_allowed("GET, DELETE"),
+        (_, "health") => method_not_allowed("GET"),
+        _ => error_std(StatusCode::NOT_FOUND, "No such control-plane route."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::MockConfig;
+    use crate::model::Chart;
+
+    fn ctx(admin: Option<&str>) -> Ctx {
+        Ctx {
+            chart: Arc::new(Chart::new(&MockConfig::default())),
+            admin_token: admin.map(Arc::from),
+        }
+    }
+
+    fn req(auth: Option<&str>) -> Request<()> {
+        let mut b = Request::builder().uri("/__chart/health");
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn the_control_plane_is_open_on_loopback_and_guarded_elsewhere() {
+        let loopback: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        assert!(authorize_control(&ctx(None), loopback, &req(None)).is_ok());
+        assert!(authorize_control(&ctx(None), "[::1]:1".parse().unwrap(), &req(None)).is_ok());
+        let refused = authorize_control(&ctx(None), remote, &req(Some("Bearer x"))).unwrap_err();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let admin = ctx(Some("admin-token"));
+        assert_eq!(
+            authorize_control(&admin, remote, &req(None))
+                .unwrap_err()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            authorize_control(&admin, remote, &req(Some("Bearer wrong")))
+                .unwrap_err()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(authorize_control(&admin, remote, &req(Some("Bearer admin-token"))).is_ok());
+    }
+}

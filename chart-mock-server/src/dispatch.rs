@@ -1,0 +1,193 @@
+//! Dispatch: every request passes here. Faults are taken and applied, the request is
+//! routed to the Chart API, the Connect page or the control plane, journaled without
+//! its secrets, and answered with a `Chart-Request-Id`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::model::{Fault, FaultKind, JournalEntry};
+use crate::request::{Ctx, Note};
+use crate::response::{MockBody, ResetConnection, Resp, error_name, error_std, with_retry_after};
+use crate::{api, connect, control};
+
+/// Handles one request. `Err` drops the connection without an answer.
+pub(crate) async fn handle(
+    ctx: Ctx,
+    peer: SocketAddr,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Resp, ResetConnection> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut note = Note::default();
+    let fault = if path.starts_with("/__chart/") {
+        None
+    } else {
+        ctx.chart.take_fault(&path)
+    };
+
+    let mut resp = match &fault {
+        Some(f) if f.kind == FaultKind::Status => status_fault(f),
+        _ => {
+            if let Some(Fault {
+                kind: FaultKind::Latency,
+                delay_ms,
+                ..
+            }) = &fault
+            {
+                tokio::time::sleep(Duration::from_millis(delay_ms.unwrap_or(1000))).await;
+            }
+            route(&ctx, peer, req, &mut note).await
+        }
+    };
+
+    let status = resp.status().as_u16();
+    let outcome = note.outcome.take().unwrap_or_else(|| outcome_of(&resp));
+    ctx.chart.record(JournalEntry {
+        request_id: request_id.clone(),
+        at: ctx.chart.now(),
+        method: method.to_string(),
+        path,
+        status,
+        outcome,
+        client_id: note.client_id,
+        code_id: note.code_id,
+        fault: fault.as_ref().map(|f| f.kind),
+    });
+    tracing::info!(%method, status, request_id, fault = ?fault.as_ref().map(|f| f.kind), "request");
+
+    match fault.map(|f| f.kind) {
+        Some(FaultKind::Reset) => return Err(ResetConnection),
+        Some(FaultKind::Empty) => {
+            resp = Response::new(MockBody::broken(Bytes::new()));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("64"));
+        }
+        Some(FaultKind::MalformedJson) => {
+            resp = Response::new(MockBody::Full(Some(Bytes::from_static(
+                b"<html>502 Bad Gateway</html>",
+            ))));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        Some(FaultKind::Truncated) => {
+            let whole = match resp.into_body() {
+                MockBody::Full(Some(b)) => b,
+                _ => Bytes::new(),
+            };
+            let half = whole.slice(..whole.len() / 2);
+            resp = Response::new(MockBody::broken(half));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp.headers_mut().insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(whole.len().max(2)),
+            );
+        }
+        _ => {}
+    }
+    resp.headers_mut().insert(
+        "chart-request-id",
+        HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("unknown")),
+    );
+    Ok(resp)
+}
+
+/// `success`, or the error `name` of the answer's body.
+fn outcome_of(resp: &Resp) -> String {
+    if resp.status().is_success() || resp.status().is_redirection() {
+        return "success".into();
+    }
+    #[derive(serde::Deserialize)]
+    struct Named<'a> {
+        name: &'a str,
+    }
+    match resp.body() {
+        MockBody::Full(Some(body)) => serde_json::from_slice::<Named<'_>>(body)
+            .map(|n| n.name.to_owned())
+            .ok(),
+        _ => None,
+    }
+    .unwrap_or_else(|| error_name(resp.status()).into())
+}
+
+fn status_fault(f: &Fault) -> Resp {
+    let status = f
+        .status
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let resp = error_std(status, "Fault injected by the control plane.");
+    if matches!(status.as_u16(), 429 | 503) {
+        with_retry_after(resp, f.retry_after.unwrap_or(1))
+    } else {
+        resp
+    }
+}
+
+async fn route(
+    ctx: &Ctx,
+    peer: SocketAddr,
+    req: Request<hyper::body::Incoming>,
+    note: &mut Note,
+) -> Resp {
+    let path = req.uri().path();
+    if let Some(control) = path.strip_prefix("/__chart/") {
+        let control = control.to_owned();
+        if let Err(resp) = control::authorize_control(ctx, peer, &req) {
+            return resp;
+        }
+        return control::control_plane(ctx, &control, req).await;
+    }
+    match path {
+        "/auth/token" => api::token(ctx, req, note).await,
+        "/introspect" => api::bearer_endpoint(ctx, req, Method::GET, note),
+        "/disconnect" => api::bearer_endpoint(ctx, req, Method::POST, note),
+        "/connect" => connect::page(ctx, req).await,
+        _ => error_std(StatusCode::NOT_FOUND, "No such endpoint."),
+    }
+}
+
+/// Wraps [`handle`] as a hyper service for one connection.
+pub(crate) fn service(
+    ctx: Ctx,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    Request<hyper::body::Incoming>,
+    Response = Resp,
+    Error = ResetConnection,
+    Future = impl Future<Output = Result<Resp, ResetConnection>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |req| handle(ctx.clone(), peer, req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_follow_the_contract() {
+        for (status, name) in [
+            (400, "invalid_request_error"),
+            (401, "invalid_client_error"),
+            (405, "method_not_allowed"),
+            (413, "payload_too_large"),
+            (415, "unsupported_media_type"),
+            (429, "rate_limit_exceeded_error"),
+            (500, "server_error"),
+        ] {
+            assert_eq!(error_name(StatusCode::from_u16(status).unwrap()), name);
+        }
+    }
+}
