@@ -107,7 +107,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let chart = ChartConnect::new(
         ChartClient::new(config)?,
         ConnectStateSigner::generate(),
-        Arc::new(Vault::new(Keyring::generate(), MemoryStore::default())),
+        Arc::new(Vault::new(
+            SANDBOX_CLIENT_ID,
+            Keyring::generate(),
+            MemoryStore::default(),
+        )),
     );
     let app = router(chart, SANDBOX_REDIRECT_URIS[0].to_owned());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;

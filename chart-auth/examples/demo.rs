@@ -114,10 +114,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
         ring
     };
-    let vault = Arc::new(Vault::new(
-        keyring,
-        FileStore::open(args.data_dir.join("tokens"))?,
-    ));
 
     // Chart: the real API when configured, else the mock, in-process.
     let (config, mock, connect_page) = if std::env::var_os("CHART_CLIENT_ID").is_some() {
@@ -151,6 +147,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             .build()?;
         (config, Some(mock), connect)
     };
+    let vault = Arc::new(Vault::new(
+        config.client_id(),
+        keyring,
+        FileStore::open(args.data_dir.join("tokens"))?,
+    ));
     let chart = ChartConnect::new(
         ChartClient::new(config)?,
         ConnectStateSigner::generate(),

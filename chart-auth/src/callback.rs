@@ -14,8 +14,15 @@
 //! # Mounting it safely
 //! Mount it behind your app's session middleware and give [`CallbackBuilder::session`]
 //! a function that returns the caller's session binding (e.g. the session id, or a
-//! hash of it). The state signed by [`ChartConnect::begin_connect`] is bound to it, so a
-//! callback from another browser (CSRF, code injection) is refused. The `POST` form
+//! hash of it). The state signed by [`ChartConnect::begin_connect`] is bound to it.
+//!
+//! What the Connect state stops: a callback that this application did not start for
+//! this session (login CSRF: an attacker's own code and state planted in a victim's
+//! browser), a state that expired, one meant for the other flow, and a replay of a state
+//! already used. What it does not stop: Chart Connect has no PKCE, so an attacker who
+//! steals a victim's *code* (from a log or a Referer header, say) can send it with a
+//! state from their own session, and the exchange succeeds for the attacker. Keep codes
+//! out of logs and referrers (this endpoint answers `Referrer-Policy: no-referrer`). The `POST` form
 //! requires `Content-Type: application/json`, which browsers cannot send cross-site
 //! without a CORS preflight; do not enable CORS on this route. Each state is accepted
 //! once per process (a replayed callback is refused before its code is resent); with
@@ -44,6 +51,8 @@ use crate::vault::TokenStore;
 
 /// The largest embedded-flow body accepted.
 pub const MAX_CALLBACK_BODY: usize = 8 * 1024;
+/// The most characters of a `?error=` value kept (before escaping).
+const MAX_DENIED_ERROR_CHARS: usize = 64;
 /// The most states remembered for replay protection.
 pub const MAX_REMEMBERED_STATES: usize = 100_000;
 
@@ -114,7 +123,7 @@ impl<S> CallbackBuilder<S> {
 /// use chart_auth::vault::{Keyring, MemoryStore, Vault};
 ///
 /// let client = ChartClient::new(Config::builder("id", ClientSecret::new("secret")).build()?)?;
-/// let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
+/// let vault = Arc::new(Vault::new("id", Keyring::generate(), MemoryStore::default()));
 /// let chart = ChartConnect::new(client, ConnectStateSigner::generate(), vault);
 /// let callback = CallbackService::builder(chart)
 ///     .session(|parts| {
@@ -286,8 +295,13 @@ impl<S: TokenStore + 'static> CallbackService<S> {
                 .signer()
                 .verify(&state, &session, cb.via)
                 .map_err(Error::InvalidConnectState)?;
+            // The value comes from the URL: escaped, so it cannot forge log lines.
             return Err(Error::ConnectDenied {
-                error: error.chars().take(64).collect(),
+                error: error
+                    .chars()
+                    .take(MAX_DENIED_ERROR_CHARS)
+                    .flat_map(char::escape_default)
+                    .collect(),
             });
         }
         let code = cb
@@ -402,6 +416,10 @@ fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     no_store(h);
     resp

@@ -95,6 +95,7 @@ impl ChartClient {
                 &self.inner.token_uri,
                 Some(body.into_bytes()),
                 None,
+                true,
             )
             .await?;
         if answer.status != StatusCode::OK {
@@ -158,7 +159,7 @@ impl ChartClient {
         let answer = self
             .inner
             .transport
-            .send(method, uri, None, Some(token))
+            .send(method, uri, None, Some(token), false)
             .await?;
         if answer.status != StatusCode::OK {
             return Err(answer.error(&[token.expose_secret()]));

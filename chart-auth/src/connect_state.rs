@@ -3,8 +3,9 @@
 //!
 //! A Connect state carries the flow (and its `redirect_uri`), an expiry, a unique id
 //! and a keyed tag of the caller's session binding. It is HMAC-SHA256 signed, so a
-//! callback from another browser (CSRF, code injection), a stale one or one meant for
-//! the other flow is refused before any code is sent to Chart.
+//! callback this application did not start for this session (login CSRF), a stale one
+//! or one meant for the other flow is refused before any code is sent to Chart. It
+//! does not make a stolen code useless: see the callback's docs.
 //!
 //! ```text
 //! version(1) ‖ flow(1) ‖ expiry(8, big endian) ‖ id(16) ‖ session tag(16) ‖ redirect_uri ‖ HMAC(32)

@@ -57,6 +57,9 @@ pub enum UnknownCause {
     Timeout,
     /// The connection closed, or the response broke off, after the request was sent.
     ConnectionLost,
+    /// A server error that is not Chart's own (no Chart error body): a proxy or load
+    /// balancer in front of Chart answered, and Chart may have seen the request.
+    NotFromChart,
 }
 
 /// Why a Connect callback's `state` (the signed Connect state) was refused.
@@ -67,7 +70,8 @@ pub enum ConnectStateError {
     Forged,
     /// The state's lifetime has passed.
     Expired,
-    /// The state was issued to another session (CSRF or code injection).
+    /// The state was issued to another session (login CSRF: a callback this session did
+    /// not start).
     SessionMismatch,
     /// The state was issued for the other Connect flow.
     FlowMismatch,
@@ -449,6 +453,20 @@ pub enum VaultError {
     /// No record for this account.
     #[error("no stored token for this account")]
     NotFound,
+    /// A token of one OAuth client was stored in the vault of another.
+    #[error("the token belongs to another OAuth client than the vault's")]
+    WrongClient,
+    /// Every 32-bit key id is taken.
+    #[error("keyring: no key id is left")]
+    KeyIdsExhausted,
+    /// One record failed during an operation over many (e.g. a rewrap).
+    #[error("record {account_id:?}: {source}")]
+    InRecord {
+        /// The record's account.
+        account_id: String,
+        /// What failed.
+        source: Box<VaultError>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -468,6 +486,14 @@ pub enum StoreError {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+    },
+    /// The store directory is not safe to keep tokens in.
+    #[error("refusing the store directory {path}: {reason}")]
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Why, and how to fix it.
+        reason: &'static str,
     },
     /// An I/O operation failed.
     #[error("{op} {path}: {source}")]

@@ -21,7 +21,7 @@ use crate::config::check_base_url;
 use crate::connect_state::{
     ConnectStateId, ConnectStateSigner, Flow, FlowKind, VerifiedConnectState,
 };
-use crate::error::Error;
+use crate::error::{Error, VaultError};
 use crate::ids::{KeyId, ProviderId};
 use crate::secret::{AccessToken, AuthorizationCode};
 use crate::vault::{StoredAccount, TokenStore, Vault};
@@ -162,9 +162,10 @@ impl Connection<Exchanged> {
             provider_id,
             token,
         } = self.stage;
-        let account = vault
-            .put(&client_id, &account_id, &provider_id, &token)
-            .await?;
+        if client_id != vault.client_id() {
+            return Err(VaultError::WrongClient.into());
+        }
+        let account = vault.put(&account_id, &provider_id, &token).await?;
         Ok(Connection {
             stage: Stored { account },
         })
@@ -204,7 +205,7 @@ impl Connection<Stored> {
 /// use chart_auth::{ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow};
 ///
 /// let client = ChartClient::new(Config::builder("my-client", ClientSecret::new("my-secret")).build()?)?;
-/// let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
+/// let vault = Arc::new(Vault::new("my-client", Keyring::generate(), MemoryStore::default()));
 /// let chart = ChartConnect::new(client, ConnectStateSigner::generate(), vault);
 /// let start = chart.begin_connect(
 ///     Flow::Redirect { redirect_uri: "https://app.example.com/api/chart/callback".into() },

@@ -29,7 +29,7 @@
 //!         .add_root_certificates_pem(mock.ca_pem().unwrap().as_bytes())
 //!         .build()?,
 //! )?;
-//! let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
+//! let vault = Arc::new(Vault::new("chart-sandbox-client", Keyring::generate(), MemoryStore::default()));
 //! let chart = ChartConnect::new(client, ConnectStateSigner::generate(), vault);
 //!
 //! // 1. The user starts Chart Connect: sign a Connect state bound to their session.
@@ -124,6 +124,11 @@ pub use wire::Introspection;
 pub mod fuzzing {
     pub use crate::vault::seal::{decrypt_detached, encrypt_detached};
     pub use crate::wire::{TokenResponse, error_from_response};
+
+    /// Decodes a record file's bytes as [`FileStore`](crate::vault::FileStore) does.
+    pub fn decode_record(bytes: &[u8]) -> Result<crate::vault::StoredRecord, crate::StoreError> {
+        crate::vault::store::parse_record(bytes, std::path::Path::new("<fuzz input>"))
+    }
 }
 
 /// The README's Rust blocks, compiled as doctests.

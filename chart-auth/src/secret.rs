@@ -2,6 +2,19 @@
 //!
 //! None of these types implements `Display`, `Serialize` or (except where noted) `Clone`.
 //! The only way to read one is an explicit [`expose_secret`](AccessToken::expose_secret).
+//!
+//! # What is wiped, and what is not
+//! Wiped on drop: these types, the request bodies that carry the code and client secret
+//! (handed to hyper without a copy), the `Authorization` header built from a token, the
+//! response bodies collected from Chart, vault keys and their AES key schedules, the
+//! HMAC key of the Connect state signer, and unsealed plaintext.
+//!
+//! Not wiped, because the SDK does not own the memory: rustls's TLS record buffers
+//! (plaintext before encryption and after decryption), hyper's read buffers and header
+//! maps, the `hmac` crate's internal key schedule, and copies the allocator leaves
+//! behind when a caller's `String` grows before it is wrapped. Zeroizing narrows the
+//! window in which a memory dump or a core file shows a secret; it does not close it.
+//! Disable core dumps and swap for processes that hold tokens.
 
 use std::fmt;
 

@@ -138,12 +138,17 @@ impl Transport {
     /// Sends one logical request, retrying only where no code can have been spent.
     ///
     /// `body` is shared by every attempt without copying (it is a zeroizing buffer).
+    ///
+    /// A `single_use` request (one that spends a code) is never retried after an
+    /// answer that may have come from a proxy in front of Chart: a 5xx without Chart's
+    /// error body gives [`Error::OutcomeUnknown`].
     pub(crate) async fn send(
         &self,
         method: Method,
         uri: &Uri,
         body: Option<Bytes>,
         bearer: Option<&AccessToken>,
+        single_use: bool,
     ) -> Result<Answer, Error> {
         let started = Instant::now();
         let deadline = started + self.deadline;
@@ -191,6 +196,16 @@ impl Transport {
                     backoff(&self.retry, attempt)
                 }
                 Ok(Err(AttemptError::Sent(err))) => return Err(err),
+                Ok(Ok(answer))
+                    if single_use
+                        && answer.status.is_server_error()
+                        && !wire::is_chart_error(&answer.body) =>
+                {
+                    return Err(Error::OutcomeUnknown {
+                        cause: UnknownCause::NotFromChart,
+                        detail: answer.detail(),
+                    });
+                }
                 Ok(Ok(answer)) => match retry_after(&answer) {
                     Some(wait)
                         if attempt < self.retry.max_attempts

@@ -86,6 +86,12 @@ pub(crate) struct ErrorBody<'a> {
     pub(crate) message: Option<Cow<'a, str>>,
 }
 
+/// Whether a body is Chart's own error body (`{"name": ..}`), as opposed to a proxy's
+/// page: only Chart's errors say for sure what became of the request.
+pub(crate) fn is_chart_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<ErrorBody<'_>>(body).is_ok_and(|b| b.name.is_some())
+}
+
 /// `text` with every secret replaced, then cut to `limit` characters; `None` if a
 /// secret would still show (e.g. one that the replacement itself spells).
 fn scrub(text: &str, limit: usize, secrets: &[&str]) -> Option<String> {

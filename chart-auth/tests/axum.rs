@@ -42,7 +42,11 @@ async fn a_code_goes_through_route_service_and_comes_out_stored() {
         .connect_base(format!("{}/connect", mock.url()))
         .build()
         .unwrap();
-    let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
+    let vault = Arc::new(Vault::new(
+        SANDBOX_CLIENT_ID,
+        Keyring::generate(),
+        MemoryStore::default(),
+    ));
     let chart = ChartConnect::new(
         ChartClient::new(config).unwrap(),
         ConnectStateSigner::generate(),

@@ -1,9 +1,10 @@
 //! The `chart-auth` key CLI: a full rotation on a FileStore, and no secret in its output.
 #![cfg(feature = "cli")]
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use chart_auth::vault::{FileStore, KeyId, Keyring, Vault};
+use chart_auth::vault::{FileStore, KeyId, KeyStatus, Keyring, Vault};
 use chart_auth::{AccessToken, ProviderId};
 
 fn cli(args: &[&str]) -> (bool, String) {
@@ -35,13 +36,13 @@ async fn a_full_rotation_through_the_cli() {
         "keygen never overwrites"
     );
     let vault = Vault::new(
+        "client",
         Keyring::load(&keys).unwrap(),
         FileStore::open(&store).unwrap(),
     );
     for i in 0..5 {
         vault
             .put(
-                "client",
                 &format!("acct-{i}"),
                 &ProviderId::Irs,
                 &AccessToken::new(format!("token-{i}")),
@@ -53,19 +54,41 @@ async fn a_full_rotation_through_the_cli() {
     let (ok, out) = cli(&["keyring", "add", "--keyring", k]);
     assert!(ok && out.contains("added key 2"), "{out}");
     assert!(cli(&["keyring", "promote", "--keyring", k, "2"]).0);
-    let (ok, out) = cli(&["rewrap", "--keyring", k, "--store", s]);
+    // Retiring key 1 while records are still under it is refused, and says why.
+    let (ok, out) = cli(&["keyring", "retire", "--keyring", k, "--store", s, "1"]);
+    assert!(
+        !ok && out.contains("5 record(s) are still sealed under key 1") && out.contains("rewrap"),
+        "{out}"
+    );
+    let (ok, out) = cli(&[
+        "rewrap",
+        "--keyring",
+        k,
+        "--store",
+        s,
+        "--client-id",
+        "client",
+    ]);
     assert!(
         ok && out.contains("rewrapped 5 record(s) to key 2"),
         "{out}"
     );
-    let (ok, out) = cli(&["keyring", "retire", "--keyring", k, "1"]);
+    let (ok, out) = cli(&["keyring", "retire", "--keyring", k, "--store", s, "1"]);
     assert!(ok, "{out}");
     assert!(
-        !cli(&["keyring", "retire", "--keyring", k, "2"]).0,
+        !cli(&["keyring", "retire", "--keyring", k, "--force", "2"]).0,
         "the primary cannot retire"
     );
 
-    let (ok, out) = cli(&["inspect", "--keyring", k, "--store", s]);
+    let (ok, out) = cli(&[
+        "inspect",
+        "--keyring",
+        k,
+        "--store",
+        s,
+        "--client-id",
+        "client",
+    ]);
     assert!(ok, "{out}");
     assert!(
         out.contains("       1  retired   0") && out.contains("       2  primary   5"),
@@ -76,7 +99,7 @@ async fn a_full_rotation_through_the_cli() {
     // Everything still opens with the rotated keyring, and nothing secret was printed.
     let ring = Keyring::load(&keys).unwrap();
     let text = ring.to_text();
-    let vault = Vault::new(ring, FileStore::open(&store).unwrap());
+    let vault = Vault::new("client", ring, FileStore::open(&store).unwrap());
     for i in 0..5 {
         assert_eq!(
             vault
@@ -103,6 +126,7 @@ fn bad_input_gives_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.txt");
     std::fs::write(&keys, "1 primary not-base64-but-a-secret-looking-value\n").unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (ok, out) = cli(&["inspect", "--keyring", keys.to_str().unwrap()]);
     assert!(!ok);
     assert!(
@@ -120,4 +144,137 @@ fn bad_input_gives_clear_errors() {
         !ok && out.contains("cannot read /nonexistent/keys.txt"),
         "{out}"
     );
+}
+
+/// A typo in `--store` fails; it never creates an empty store that looks fine.
+#[test]
+fn a_missing_store_is_an_error_not_a_new_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.txt");
+    let k = keys.to_str().unwrap();
+    assert!(cli(&["keygen", "--keyring", k]).0);
+    let typo = dir.path().join("tokns");
+    let t = typo.to_str().unwrap();
+    for args in [
+        vec![
+            "rewrap",
+            "--keyring",
+            k,
+            "--store",
+            t,
+            "--client-id",
+            "client",
+        ],
+        vec!["inspect", "--keyring", k, "--store", t],
+        vec!["keyring", "retire", "--keyring", k, "--store", t, "1"],
+    ] {
+        let (ok, out) = cli(&args);
+        assert!(
+            !ok && out.contains("no store directory at"),
+            "{args:?}: {out}"
+        );
+        assert!(!typo.exists(), "{args:?} created the store");
+    }
+}
+
+/// The wrong keyring is named as the likely cause, with the records that fail.
+#[tokio::test]
+async fn a_wrong_keyring_is_reported_by_inspect_and_rewrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (right, wrong) = (dir.path().join("right.txt"), dir.path().join("wrong.txt"));
+    let store = dir.path().join("tokens");
+    let (r, w, s) = (
+        right.to_str().unwrap(),
+        wrong.to_str().unwrap(),
+        store.to_str().unwrap(),
+    );
+    assert!(cli(&["keygen", "--keyring", r]).0);
+    assert!(cli(&["keygen", "--keyring", w]).0);
+    let vault = Vault::new(
+        "client",
+        Keyring::load(&right).unwrap(),
+        FileStore::open(&store).unwrap(),
+    );
+    vault
+        .put("acct-7", &ProviderId::Irs, &AccessToken::new("token-7"))
+        .await
+        .unwrap();
+
+    let (ok, out) = cli(&[
+        "inspect",
+        "--keyring",
+        w,
+        "--store",
+        s,
+        "--client-id",
+        "client",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("\"acct-7\"") && out.contains("wrong keyring"),
+        "{out}"
+    );
+    let (ok, out) = cli(&[
+        "inspect",
+        "--keyring",
+        r,
+        "--store",
+        s,
+        "--client-id",
+        "client",
+    ]);
+    assert!(ok, "{out}");
+
+    // Key 1 of the wrong ring names another key: the same id, other bytes. Promote a
+    // fresh key so rewrap must unseal.
+    assert!(cli(&["keyring", "add", "--keyring", w]).0);
+    assert!(cli(&["keyring", "promote", "--keyring", w, "2"]).0);
+    let (ok, out) = cli(&[
+        "rewrap",
+        "--keyring",
+        w,
+        "--store",
+        s,
+        "--client-id",
+        "client",
+    ]);
+    assert!(
+        !ok && out.contains("\"acct-7\"") && out.contains("wrong"),
+        "{out}"
+    );
+    assert!(!out.contains("token-7"));
+}
+
+/// A retired key comes back with `keyring activate`.
+#[tokio::test]
+async fn a_retire_can_be_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.txt");
+    let k = keys.to_str().unwrap();
+    assert!(cli(&["keygen", "--keyring", k]).0);
+    assert!(cli(&["keyring", "add", "--keyring", k]).0);
+    assert!(cli(&["keyring", "retire", "--keyring", k, "--force", "2"]).0);
+    assert_eq!(
+        Keyring::load(&keys).unwrap().keys().last(),
+        Some((KeyId(2), KeyStatus::Retired))
+    );
+    let (ok, out) = cli(&["keyring", "activate", "--keyring", k, "2"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        Keyring::load(&keys).unwrap().keys().last(),
+        Some((KeyId(2), KeyStatus::Active))
+    );
+}
+
+/// Like ssh, a key file others can read is refused, with the fix in the message.
+#[test]
+fn a_key_file_readable_by_others_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.txt");
+    let k = keys.to_str().unwrap();
+    assert!(cli(&["keygen", "--keyring", k]).0);
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, out) = cli(&["inspect", "--keyring", k]);
+    assert!(!ok && out.contains("chmod 600"), "{out}");
+    assert!(Keyring::load(&keys).is_err());
 }

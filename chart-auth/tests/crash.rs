@@ -14,6 +14,7 @@ const ACCOUNTS: u64 = 12;
 
 fn vault(dir: &std::path::Path) -> Vault<FileStore> {
     Vault::new(
+        "client",
         Keyring::from_key(KeyId(1), &KEY).unwrap(),
         FileStore::open(dir).unwrap(),
     )
@@ -36,7 +37,6 @@ fn crash_child() {
     for n in start.. {
         let account = format!("acct-{}", n % ACCOUNTS);
         rt.block_on(vault.put(
-            "client",
             &account,
             &ProviderId::Irs,
             &AccessToken::new(format!("token-{n}")),

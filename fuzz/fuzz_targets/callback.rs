@@ -45,7 +45,7 @@ fn fixture() -> &'static Fixture {
                 .unwrap(),
         )
         .unwrap();
-        let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
+        let vault = Arc::new(Vault::new("fuzz", Keyring::generate(), MemoryStore::default()));
         let chart = ChartConnect::new(
             client,
             ConnectStateSigner::from_key(&[3; 32]).unwrap(),

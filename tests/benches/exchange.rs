@@ -141,7 +141,11 @@ fn main() {
             let chart = ChartConnect::new(
                 sdk.clone(),
                 ConnectStateSigner::generate(),
-                Arc::new(Vault::new(Keyring::generate(), MemoryStore::default())),
+                Arc::new(Vault::new(
+                    SANDBOX_CLIENT_ID,
+                    Keyring::generate(),
+                    MemoryStore::default(),
+                )),
             );
             let mut pending: Vec<Option<Connection<CodeReceived>>> = mint(n + 1)
                 .into_iter()

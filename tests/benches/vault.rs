@@ -89,9 +89,13 @@ fn file_store(c: &mut Criterion) {
     let store = FileStore::open(dir.path().join("store")).unwrap();
     let plain = dir.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
-    let vault = Vault::new(Keyring::from_key(KeyId(1), &KEY).unwrap(), store.clone());
+    let vault = Vault::new(
+        "client",
+        Keyring::from_key(KeyId(1), &KEY).unwrap(),
+        store.clone(),
+    );
     let token = AccessToken::new("4f1c9a2e-7b3d-4e8f-a1c2-3d4e5f6a7b8c");
-    rt.block_on(vault.put("client", "acct", &ProviderId::TurboTax, &token))
+    rt.block_on(vault.put("acct", &ProviderId::TurboTax, &token))
         .unwrap();
     let record = rt.block_on(store.get("acct")).unwrap().unwrap();
     let bytes = std::fs::read(store.record_path("acct")).unwrap();

@@ -112,7 +112,11 @@ async fn mock_with_redirect(redirect: &str) -> (MockServer, ChartConnect<MemoryS
         )
         .unwrap(),
         ConnectStateSigner::generate(),
-        Arc::new(Vault::new(Keyring::generate(), MemoryStore::default())),
+        Arc::new(Vault::new(
+            "browser-client",
+            Keyring::generate(),
+            MemoryStore::default(),
+        )),
     );
     (mock, sdk)
 }
@@ -396,6 +400,7 @@ async fn the_demo_connects_accounts_in_both_flows_and_seals_them() {
 
     // The data directory holds sealed records, and no plaintext token.
     let vault = Vault::new(
+        "chart-demo-client",
         Keyring::load(&data.path().join("keyring")).unwrap(),
         FileStore::open(data.path().join("tokens")).unwrap(),
     );

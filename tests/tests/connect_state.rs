@@ -16,10 +16,15 @@ use proptest::prelude::*;
 
 /// A client's Connect flow with a fresh signer and an in-memory vault.
 fn connect(config: Config) -> ChartConnect<MemoryStore> {
+    let vault = Vault::new(
+        config.client_id(),
+        Keyring::generate(),
+        MemoryStore::default(),
+    );
     ChartConnect::new(
         ChartClient::new(config).unwrap(),
         ConnectStateSigner::generate(),
-        Arc::new(Vault::new(Keyring::generate(), MemoryStore::default())),
+        Arc::new(vault),
     )
 }
 

@@ -80,7 +80,11 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
     let dir = tmp.path().to_owned();
     let keyring = Keyring::generate();
     let keyring_text = keyring.to_text();
-    let vault = Arc::new(Vault::new(keyring, FileStore::open(&dir).unwrap()));
+    let vault = Arc::new(Vault::new(
+        "leak-test-client",
+        keyring,
+        FileStore::open(&dir).unwrap(),
+    ));
     let chart = ChartConnect::new(
         client.clone(),
         ConnectStateSigner::generate(),
@@ -108,7 +112,11 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         let chart = ChartConnect::new(
             client.clone(),
             ConnectStateSigner::generate(),
-            Arc::new(Vault::new(Keyring::generate(), MemoryStore::default())),
+            Arc::new(Vault::new(
+                client.config().client_id(),
+                Keyring::generate(),
+                MemoryStore::default(),
+            )),
         );
         let start = chart.begin_connect(flow, SESSION).unwrap();
         chart
@@ -150,6 +158,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
 
     // The callback endpoint: every answer the frontend could see, success and failure.
     let shared_vault = Arc::new(Vault::new(
+        "leak-test-client",
         Keyring::generate(),
         chart_auth::vault::MemoryStore::default(),
     ));

@@ -181,25 +181,29 @@ fn swapped_key_ids_and_moved_records_fail() {
 #[tokio::test]
 async fn tinks_four_phase_rotation() {
     let dir = tempfile::tempdir().unwrap();
-    let vault = Vault::new(Keyring::generate(), FileStore::open(dir.path()).unwrap());
+    let vault = Vault::new(
+        "c",
+        Keyring::generate(),
+        FileStore::open(dir.path()).unwrap(),
+    );
     let old = vault.with_keyring(|k| k.primary());
     let provider = ProviderId::Irs;
     vault
-        .put("c", "a1", &provider, &AccessToken::new("t1"))
+        .put("a1", &provider, &AccessToken::new("t1"))
         .await
         .unwrap();
 
     // 1. Add a key: it does not seal yet, and old records open.
-    let new = vault.update_keyring(|k| k.add_key());
+    let new = vault.update_keyring(|k| k.add_key()).unwrap();
     let s2 = vault
-        .put("c", "a2", &provider, &AccessToken::new("t2"))
+        .put("a2", &provider, &AccessToken::new("t2"))
         .await
         .unwrap();
     assert_eq!(s2.key_id(), old);
     // 2. Promote it: new records use it.
     vault.update_keyring(|k| k.promote(new)).unwrap();
     let s3 = vault
-        .put("c", "a3", &provider, &AccessToken::new("t3"))
+        .put("a3", &provider, &AccessToken::new("t3"))
         .await
         .unwrap();
     assert_eq!(s3.key_id(), new);
@@ -232,15 +236,10 @@ async fn tinks_four_phase_rotation() {
 async fn file_store_is_private_durable_and_reports_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path().join("tokens")).unwrap();
-    let vault = Vault::new(Keyring::generate(), store.clone());
+    let vault = Vault::new("c", Keyring::generate(), store.clone());
     let token = "plaintext-token-4f1c9a";
     vault
-        .put(
-            "client",
-            "acct/../1",
-            &ProviderId::TurboTax,
-            &AccessToken::new(token),
-        )
+        .put("acct/../1", &ProviderId::TurboTax, &AccessToken::new(token))
         .await
         .unwrap();
     let path = store.record_path("acct/../1");
@@ -287,9 +286,9 @@ async fn file_store_is_private_durable_and_reports_corruption() {
 async fn compare_and_swap_refuses_stale_writes() {
     for store in [Box::new(MemoryStore::default()) as Box<dyn std::any::Any>] {
         let store = store.downcast::<MemoryStore>().unwrap();
-        let vault = Vault::new(Keyring::generate(), *store);
+        let vault = Vault::new("c", Keyring::generate(), *store);
         vault
-            .put("c", "a", &ProviderId::Irs, &AccessToken::new("t"))
+            .put("a", &ProviderId::Irs, &AccessToken::new("t"))
             .await
             .unwrap();
         let mut record = vault.store().get("a").await.unwrap().unwrap();
@@ -314,9 +313,9 @@ async fn compare_and_swap_refuses_stale_writes() {
     }
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path()).unwrap();
-    let vault = Vault::new(Keyring::generate(), store.clone());
+    let vault = Vault::new("c", Keyring::generate(), store.clone());
     vault
-        .put("c", "a", &ProviderId::Irs, &AccessToken::new("t"))
+        .put("a", &ProviderId::Irs, &AccessToken::new("t"))
         .await
         .unwrap();
     let record = store.get("a").await.unwrap().unwrap();
@@ -360,7 +359,7 @@ fn the_nonce_budget_is_enforced() {
         matches!(ring.seal(&ID, b"t"), Err(VaultError::NonceBudgetExhausted(k)) if k == primary)
     );
     assert_eq!(ring.seals(primary), Some(4));
-    let fresh = ring.add_key();
+    let fresh = ring.add_key().unwrap();
     ring.promote(fresh).unwrap();
     ring.seal(&ID, b"t").expect("a rotated key seals again");
 }
@@ -430,7 +429,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let mut vault = Vault::new(Keyring::generate(), FileStore::open(dir.path()).unwrap());
+            let mut vault = Vault::new("c", Keyring::generate(), FileStore::open(dir.path()).unwrap());
             let mut model = Model { primary: 1, ..Model::default() };
             model.keys.insert(1, KeyStatus::Primary);
             let account = |a: u8| format!("acct-{a}");
@@ -438,7 +437,7 @@ proptest! {
                 match op {
                     Op::Put(a, t) => {
                         let token = format!("token-{t}");
-                        let stored = vault.put("c", &account(a), &ProviderId::Irs, &AccessToken::new(token.as_str())).await.unwrap();
+                        let stored = vault.put(&account(a), &ProviderId::Irs, &AccessToken::new(token.as_str())).await.unwrap();
                         assert_eq!(stored.key_id(), KeyId(model.primary));
                         model.records.insert(account(a), (token, model.primary));
                     }
@@ -456,7 +455,7 @@ proptest! {
                         assert_eq!(vault.delete(&account(a)).await.unwrap(), model.records.remove(&account(a)).is_some());
                     }
                     Op::AddKey => {
-                        let id = vault.update_keyring(|k| k.add_key());
+                        let id = vault.update_keyring(|k| k.add_key()).unwrap();
                         let expected = model.keys.keys().next_back().unwrap() + 1;
                         assert_eq!(id, KeyId(expected));
                         model.keys.insert(expected, KeyStatus::Active);
@@ -501,7 +500,7 @@ proptest! {
                     }
                     Op::Reopen => {
                         let text = vault.with_keyring(|k| k.to_text());
-                        vault = Vault::new(Keyring::parse(&text).unwrap(), FileStore::open(dir.path()).unwrap());
+                        vault = Vault::new("c", Keyring::parse(&text).unwrap(), FileStore::open(dir.path()).unwrap());
                     }
                 }
                 let listed: Vec<(String, u32)> = vault

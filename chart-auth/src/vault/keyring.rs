@@ -10,6 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,6 +28,18 @@ use crate::error::VaultError;
 use crate::ids::KeyId;
 
 const KEY_LEN: usize = 32;
+/// The environment variable that names the keyring file, for the library and the CLI.
+const KEYRING_FILE_VAR: &str = "CHART_KEYRING_FILE";
+/// The environment variable that holds a keyring's text.
+const KEYRING_TEXT_VAR: &str = "CHART_VAULT_KEYRING";
+/// A 32-byte key in padded base64.
+const BASE64_KEY_LEN: usize = 44;
+const TEXT_HEADER: &str =
+    "# chart-auth keyring v1. Secret: keep it out of version control, mode 0600.\n";
+/// Permission bits for group and others: a key file must have none.
+const PRIVATE_MODE_MASK: u32 = 0o077;
+/// No keyring file is larger than this (about 10,000 keys).
+const MAX_KEYRING_FILE: usize = 1 << 20;
 
 /// What a key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +78,7 @@ struct KeyEntry {
 /// let mut ring = Keyring::generate();
 /// let id = RecordIdentity { client_id: "c", account_id: "a", provider_id: "irs" };
 /// let sealed = ring.seal(&id, b"token")?;
-/// let new_key = ring.add_key();
+/// let new_key = ring.add_key()?;
 /// ring.promote(new_key)?;
 /// assert_eq!(&ring.unseal(&id, &sealed)?[..], b"token");
 /// # Ok::<(), chart_auth::VaultError>(())
@@ -180,34 +195,80 @@ impl Keyring {
     }
 
     /// Writes the keyring in the text format [`Keyring::parse`] reads.
+    ///
+    /// The zeroizing buffer is sized before anything is written, so it never grows and
+    /// leaves key text behind in freed memory.
     pub fn to_text(&self) -> Zeroizing<String> {
-        let mut out = Zeroizing::new(String::from(
-            "# chart-auth keyring v1. Secret: keep it out of version control, mode 0600.\n",
-        ));
-        for (id, k) in &self.keys {
-            out.push_str(&format!("{} {} ", id.0, k.status.as_str()));
+        let lines: Vec<(String, &KeyEntry)> = self
+            .keys
+            .iter()
+            .map(|(id, k)| (format!("{} {} ", id.0, k.status.as_str()), k))
+            .collect();
+        let len = TEXT_HEADER.len()
+            + lines
+                .iter()
+                .map(|(head, _)| head.len() + BASE64_KEY_LEN + 1)
+                .sum::<usize>();
+        let mut out = Zeroizing::new(String::with_capacity(len));
+        out.push_str(TEXT_HEADER);
+        for (head, k) in lines {
+            out.push_str(&head);
             STANDARD.encode_string(k.material.as_ref(), &mut out);
             out.push('\n');
         }
+        debug_assert_eq!(out.len(), len, "the keyring text was sized exactly");
         out
     }
 
-    /// Reads `CHART_VAULT_KEYRING` (the text format, or one base64 key).
+    /// Reads the keyring named by the environment: the file at `CHART_KEYRING_FILE`
+    /// (the same variable the `chart-auth` CLI reads, checked as [`Keyring::load`]
+    /// does), or else the text in `CHART_VAULT_KEYRING` (the text format, or one base64
+    /// key).
     pub fn from_env() -> Result<Self, VaultError> {
-        let text = Zeroizing::new(
-            std::env::var("CHART_VAULT_KEYRING")
-                .map_err(|_| VaultError::BadKeyring("CHART_VAULT_KEYRING is not set".into()))?,
-        );
+        if let Some(path) = std::env::var_os(KEYRING_FILE_VAR).filter(|p| !p.is_empty()) {
+            return Self::load(Path::new(&path));
+        }
+        let text = Zeroizing::new(std::env::var(KEYRING_TEXT_VAR).map_err(|_| {
+            VaultError::BadKeyring(format!(
+                "neither {KEYRING_FILE_VAR} nor {KEYRING_TEXT_VAR} is set"
+            ))
+        })?);
         Self::parse(&text)
     }
 
-    /// Reads a keyring file.
+    /// Reads a keyring file. Like ssh with a private key, it refuses a file that group
+    /// or others may read or write.
     pub fn load(path: &Path) -> Result<Self, VaultError> {
-        let text =
-            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                VaultError::BadKeyring(format!("cannot read {}: {e}", path.display()))
-            })?);
-        Self::parse(&text)
+        let cannot = |e: std::io::Error| {
+            VaultError::BadKeyring(format!("cannot read {}: {e}", path.display()))
+        };
+        let mut file = File::open(path).map_err(cannot)?;
+        let meta = file.metadata().map_err(cannot)?;
+        let mode = meta.permissions().mode();
+        if mode & PRIVATE_MODE_MASK != 0 {
+            return Err(VaultError::BadKeyring(format!(
+                "{} is accessible by others (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            )));
+        }
+        // Sized up front so that reading never reallocates and leaves key text behind.
+        let size = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+        if size > MAX_KEYRING_FILE {
+            return Err(VaultError::BadKeyring(format!(
+                "{} is larger than a keyring can be",
+                path.display()
+            )));
+        }
+        let mut bytes = Zeroizing::new(Vec::with_capacity(size + 1));
+        file.by_ref()
+            .take(MAX_KEYRING_FILE as u64)
+            .read_to_end(&mut bytes)
+            .map_err(cannot)?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| VaultError::BadKeyring(format!("{} is not UTF-8 text", path.display())))?;
+        Self::parse(text)
     }
 
     /// Writes the keyring file atomically and durably, mode 0600.
@@ -236,16 +297,17 @@ impl Keyring {
     }
 
     /// Adds a fresh random key as active (not yet primary) and returns its id.
-    pub fn add_key(&mut self) -> KeyId {
-        let id = KeyId(
-            self.keys
-                .keys()
-                .next_back()
-                .map_or(1, |k| k.0.saturating_add(1)),
-        );
+    ///
+    /// The id is one more than the highest; when that would pass `u32::MAX` it is
+    /// [`VaultError::KeyIdsExhausted`], never a replaced key.
+    pub fn add_key(&mut self) -> Result<KeyId, VaultError> {
+        let id = match self.keys.keys().next_back() {
+            None => KeyId(1),
+            Some(last) => KeyId(last.0.checked_add(1).ok_or(VaultError::KeyIdsExhausted)?),
+        };
         self.keys
             .insert(id, Self::entry(random_key(), KeyStatus::Active));
-        id
+        Ok(id)
     }
 
     /// Adds a given key (32 raw bytes) as active.
@@ -282,6 +344,15 @@ impl Keyring {
         }
         let key = self.keys.get_mut(&id).ok_or(VaultError::NoSuchKey(id))?;
         key.status = KeyStatus::Retired;
+        Ok(())
+    }
+
+    /// Undoes [`Keyring::retire`]: the key unseals again, as an active key.
+    pub fn activate(&mut self, id: KeyId) -> Result<(), VaultError> {
+        let key = self.keys.get_mut(&id).ok_or(VaultError::NoSuchKey(id))?;
+        if key.status == KeyStatus::Retired {
+            key.status = KeyStatus::Active;
+        }
         Ok(())
     }
 

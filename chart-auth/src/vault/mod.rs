@@ -35,7 +35,7 @@ use crate::ids::ProviderId;
 use crate::secret::AccessToken;
 
 // Bottom up: records at rest, the sealed format, the keys.
-mod store;
+pub(crate) mod store;
 
 pub(crate) mod seal;
 
@@ -44,7 +44,7 @@ mod keyring;
 pub use crate::ids::KeyId;
 pub use keyring::{KeyStatus, Keyring};
 pub use seal::{FORMAT_VERSION, RecordIdentity, sealed_key_id};
-pub use store::{Expect, FileStore, MemoryStore, StoredRecord, TokenStore};
+pub use store::{Expect, FileStore, FileStoreOptions, MemoryStore, StoredRecord, TokenStore};
 
 /// What the vault knows of a stored account: everything but the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,11 +76,16 @@ impl StoredAccount {
         self.stored_at
     }
 
-    /// Reads the metadata of a record fetched for `account_id`. Records are untrusted
-    /// input: a record filed under another account, a bad header or an impossible time
-    /// is [`StoreError::Corrupt`], never a panic.
-    fn of_record(account_id: &str, record: &StoredRecord) -> Result<Self, VaultError> {
-        check_filed_under(account_id, record)?;
+    /// Reads the metadata of a record fetched for `account_id` by the vault of
+    /// `client_id`. Records are untrusted input: a record filed under another account
+    /// or client, a bad header or an impossible time is [`StoreError::Corrupt`], never a
+    /// panic.
+    fn of_record(
+        client_id: &str,
+        account_id: &str,
+        record: &StoredRecord,
+    ) -> Result<Self, VaultError> {
+        check_filed_under(client_id, account_id, record)?;
         let stored_at = UNIX_EPOCH
             .checked_add(Duration::from_secs(record.stored_at))
             .ok_or_else(|| corrupt(account_id, "the stored_at time is out of range"))?;
@@ -101,22 +106,19 @@ fn corrupt(account_id: &str, reason: &str) -> VaultError {
 }
 
 /// Refuses a record that a store returned for `account_id` but that names another
-/// account: someone copied one account's record over another's.
-fn check_filed_under(account_id: &str, record: &StoredRecord) -> Result<(), VaultError> {
-    if record.account_id == account_id {
-        Ok(())
-    } else {
+/// account or client: someone copied one account's record over another's. The AAD
+/// would refuse it too; this names the cause.
+fn check_filed_under(
+    client_id: &str,
+    account_id: &str,
+    record: &StoredRecord,
+) -> Result<(), VaultError> {
+    if record.account_id != account_id {
         Err(corrupt(account_id, "the record belongs to another account"))
-    }
-}
-
-/// The identity a record fetched for `account_id` must be bound to: the account asked
-/// for, never the one the record claims.
-fn identity<'a>(account_id: &'a str, record: &'a StoredRecord) -> RecordIdentity<'a> {
-    RecordIdentity {
-        client_id: &record.client_id,
-        account_id,
-        provider_id: &record.provider_id,
+    } else if record.client_id != client_id {
+        Err(corrupt(account_id, "the record belongs to another client"))
+    } else {
+        Ok(())
     }
 }
 
@@ -131,21 +133,25 @@ pub struct RewrapReport {
     pub raced: usize,
 }
 
-/// Sealed access tokens in a store, under a keyring.
+/// Sealed access tokens of one OAuth client in a store, under a keyring.
+///
+/// Every token is bound (through the AAD) to the vault's client id, the account and the
+/// provider. Reads build that identity from the account asked for and the vault's
+/// client id, never from what the record says about itself.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use chart_auth::vault::{FileStore, Keyring, MemoryStore, Vault};
 /// use chart_auth::AccessToken;
-/// let dir = std::env::temp_dir().join(format!("chart-doc-{}", std::process::id()));
-/// let _on_disk = Vault::new(Keyring::generate(), FileStore::open(&dir)?);
-/// # std::fs::remove_dir_all(&dir).ok();
-/// let vault = Vault::new(Keyring::generate(), MemoryStore::default());
-/// vault.put("client", "acct-1", &"irs".into(), &AccessToken::new("tok")).await?;
+/// let dir = tempfile::tempdir()?;
+/// let _on_disk = Vault::new("my-client", Keyring::generate(), FileStore::open(dir.path().join("tokens"))?);
+/// let vault = Vault::new("my-client", Keyring::generate(), MemoryStore::default());
+/// vault.put("acct-1", &"irs".into(), &AccessToken::new("tok")).await?;
 /// assert_eq!(vault.unseal("acct-1").await?.expose_secret(), "tok");
-/// # Ok::<(), chart_auth::Error>(()) }).unwrap();
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 /// ```
 pub struct Vault<S = FileStore> {
+    client_id: String,
     keyring: RwLock<Keyring>,
     store: S,
 }
@@ -153,12 +159,27 @@ pub struct Vault<S = FileStore> {
 impl<S> fmt::Debug for Vault<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vault")
+            .field("client_id", &self.client_id)
             .field("keyring", &*self.ring())
             .finish_non_exhaustive()
     }
 }
 
 impl<S> Vault<S> {
+    /// The OAuth client whose tokens this vault holds.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The identity a record fetched for `account_id` is bound to.
+    fn identity<'a>(&'a self, account_id: &'a str, record: &'a StoredRecord) -> RecordIdentity<'a> {
+        RecordIdentity {
+            client_id: &self.client_id,
+            account_id,
+            provider_id: &record.provider_id,
+        }
+    }
+
     fn ring(&self) -> RwLockReadGuard<'_, Keyring> {
         self.keyring
             .read()
@@ -191,9 +212,10 @@ fn unix_secs(t: SystemTime) -> u64 {
 }
 
 impl<S: TokenStore> Vault<S> {
-    /// Makes a vault over a keyring and a store.
-    pub fn new(keyring: Keyring, store: S) -> Self {
+    /// Makes the vault of the OAuth client `client_id` over a keyring and a store.
+    pub fn new(client_id: impl Into<String>, keyring: Keyring, store: S) -> Self {
         Self {
+            client_id: client_id.into(),
             keyring: RwLock::new(keyring),
             store,
         }
@@ -203,13 +225,12 @@ impl<S: TokenStore> Vault<S> {
     /// replacing any earlier one.
     pub async fn put(
         &self,
-        client_id: &str,
         account_id: &str,
         provider_id: &ProviderId,
         token: &AccessToken,
     ) -> Result<StoredAccount, Error> {
         let identity = RecordIdentity {
-            client_id,
+            client_id: &self.client_id,
             account_id,
             provider_id: provider_id.as_str(),
         };
@@ -218,7 +239,7 @@ impl<S: TokenStore> Vault<S> {
             .seal(&identity, token.expose_secret().as_bytes())?;
         let record = StoredRecord {
             version: 0,
-            client_id: client_id.to_owned(),
+            client_id: self.client_id.clone(),
             account_id: account_id.to_owned(),
             provider_id: provider_id.as_str().to_owned(),
             stored_at: unix_secs(SystemTime::now()),
@@ -228,7 +249,11 @@ impl<S: TokenStore> Vault<S> {
             .put(&record, Expect::Any)
             .await
             .map_err(VaultError::Store)?;
-        Ok(StoredAccount::of_record(account_id, &record)?)
+        Ok(StoredAccount::of_record(
+            &self.client_id,
+            account_id,
+            &record,
+        )?)
     }
 
     /// Unseals the account's token for an API call.
@@ -239,10 +264,10 @@ impl<S: TokenStore> Vault<S> {
             .await
             .map_err(VaultError::Store)?
             .ok_or(VaultError::NotFound)?;
-        check_filed_under(account_id, &record)?;
+        check_filed_under(&self.client_id, account_id, &record)?;
         let plain = self
             .ring()
-            .unseal(&identity(account_id, &record), &record.sealed)?;
+            .unseal(&self.identity(account_id, &record), &record.sealed)?;
         let text = std::str::from_utf8(&plain).map_err(|_| VaultError::Tampered)?;
         Ok(AccessToken::new(text))
     }
@@ -255,7 +280,11 @@ impl<S: TokenStore> Vault<S> {
             .await
             .map_err(VaultError::Store)?
         {
-            Some(record) => Ok(Some(StoredAccount::of_record(account_id, &record)?)),
+            Some(record) => Ok(Some(StoredAccount::of_record(
+                &self.client_id,
+                account_id,
+                &record,
+            )?)),
             None => Ok(None),
         }
     }
@@ -291,20 +320,19 @@ impl<S: TokenStore> Vault<S> {
         let mut report = RewrapReport::default();
         for (i, account) in accounts.iter().enumerate() {
             progress(i, accounts.len());
-            let Some(mut record) = self.store.get(account).await.map_err(VaultError::Store)? else {
+            let in_record = |e: VaultError| VaultError::InRecord {
+                account_id: account.clone(),
+                source: Box::new(e),
+            };
+            let Some(mut record) = self
+                .store
+                .get(account)
+                .await
+                .map_err(|e| in_record(VaultError::Store(e)))?
+            else {
                 continue;
             };
-            check_filed_under(account, &record)?;
-            let resealed = {
-                let ring = self.ring();
-                if sealed_key_id(&record.sealed)? == ring.primary() {
-                    None
-                } else {
-                    let identity = identity(account, &record);
-                    let plain = ring.unseal(&identity, &record.sealed)?;
-                    Some(ring.seal(&identity, &plain)?)
-                }
-            };
+            let resealed = self.reseal(account, &record).map_err(in_record)?;
             let Some(sealed) = resealed else {
                 report.unchanged += 1;
                 continue;
@@ -314,10 +342,26 @@ impl<S: TokenStore> Vault<S> {
             match self.store.put(&record, expected).await {
                 Ok(_) => report.rewrapped += 1,
                 Err(StoreError::Conflict) => report.raced += 1,
-                Err(e) => return Err(VaultError::Store(e).into()),
+                Err(e) => return Err(in_record(VaultError::Store(e)).into()),
             }
         }
         progress(accounts.len(), accounts.len());
         Ok(report)
+    }
+
+    /// The record's token sealed under the primary key, or `None` if it already is.
+    fn reseal(
+        &self,
+        account_id: &str,
+        record: &StoredRecord,
+    ) -> Result<Option<Vec<u8>>, VaultError> {
+        check_filed_under(&self.client_id, account_id, record)?;
+        let ring = self.ring();
+        if sealed_key_id(&record.sealed)? == ring.primary() {
+            return Ok(None);
+        }
+        let identity = self.identity(account_id, record);
+        let plain = ring.unseal(&identity, &record.sealed)?;
+        ring.seal(&identity, &plain).map(Some)
     }
 }

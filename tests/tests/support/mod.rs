@@ -65,7 +65,11 @@ pub async fn env_with(adjust: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> En
     let mock = MockServer::start(mock_config()).await.expect("mock starts");
     let client =
         ChartClient::new(adjust(sdk_config(&mock)).build().expect("config")).expect("client");
-    let vault = Arc::new(Vault::new(Keyring::generate(), MemoryStore::default()));
+    let vault = Arc::new(Vault::new(
+        client.config().client_id(),
+        Keyring::generate(),
+        MemoryStore::default(),
+    ));
     let signer = ConnectStateSigner::from_key(&STATE_KEY).expect("state key");
     let chart = ChartConnect::new(client.clone(), signer, vault.clone());
     Env {
@@ -130,7 +134,11 @@ pub fn receive_with(client: &ChartClient, code: &str) -> Connection<CodeReceived
     let chart = ChartConnect::new(
         client.clone(),
         ConnectStateSigner::generate(),
-        Arc::new(Vault::new(Keyring::generate(), MemoryStore::default())),
+        Arc::new(Vault::new(
+            client.config().client_id(),
+            Keyring::generate(),
+            MemoryStore::default(),
+        )),
     );
     let start = chart.begin_connect(Flow::Embedded, SESSION).expect("begin");
     chart

@@ -2,9 +2,11 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use rustix::fs::OFlags;
 
 use super::{Expect, StoredRecord, TokenStore, check};
 use crate::error::StoreError;
@@ -16,6 +18,11 @@ use crate::error::StoreError;
 /// torn one. Files are mode 0600 in a 0700 directory. Writers in one process and across
 /// processes serialize on an exclusive lock of `.lock` (`File::lock`, flock on Linux).
 /// Readers need no lock.
+///
+/// The directory is checked when it is opened: one that is a symlink, that group or
+/// others can write, or that another user owns is refused unless
+/// [`FileStoreOptions`] allows it. The lock and temporary files are opened without
+/// following symlinks.
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: Arc<PathBuf>,
@@ -23,6 +30,26 @@ pub struct FileStore {
 
 const RECORD_EXT: &str = ".json";
 const TEMP_PREFIX: &str = ".tmp-";
+const LOCK_FILE: &str = ".lock";
+/// Write bits for group and others.
+const SHARED_WRITE: u32 = 0o022;
+
+/// How [`FileStore::open_with`] treats the store directory. The default is the
+/// strictest: an existing, private directory of this user, not a symlink.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileStoreOptions {
+    /// Create the directory (mode 0700, parents too) if it is missing.
+    pub create: bool,
+    /// Accept a directory that group or others can write, or that another user owns.
+    pub allow_shared_dir: bool,
+    /// Accept a store path that is a symlink.
+    pub follow_symlink: bool,
+}
+
+/// Opens a file without following a symlink at its last component.
+fn no_follow() -> i32 {
+    OFlags::NOFOLLOW.bits() as i32
+}
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
@@ -33,15 +60,71 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Sto
 }
 
 impl FileStore {
-    /// Opens (creating if needed) a store directory, and removes temporary files left
-    /// by writers that were killed mid-write.
+    /// Opens a store directory, creating it (mode 0700) if needed, and removes
+    /// temporary files left by writers that were killed mid-write. The directory must
+    /// not be a symlink, writable by group or others, or owned by another user.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        Self::open_with(
+            dir,
+            FileStoreOptions {
+                create: true,
+                ..FileStoreOptions::default()
+            },
+        )
+    }
+
+    /// Opens a store directory with explicit [`FileStoreOptions`].
+    ///
+    /// ```
+    /// use chart_auth::vault::{FileStore, FileStoreOptions};
+    /// let tmp = tempfile::tempdir()?;
+    /// let missing = tmp.path().join("typo");
+    /// // Without `create`, a missing directory is an error, not a new empty store.
+    /// assert!(FileStore::open_with(&missing, FileStoreOptions::default()).is_err());
+    /// assert!(!missing.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_with(
+        dir: impl Into<PathBuf>,
+        options: FileStoreOptions,
+    ) -> Result<Self, StoreError> {
         let dir = dir.into();
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(io_err("create", &dir))?;
+        let unsafe_dir = |reason: &'static str| StoreError::UnsafeDirectory {
+            path: dir.clone(),
+            reason,
+        };
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.file_type().is_symlink() && !options.follow_symlink => {
+                return Err(unsafe_dir(
+                    "it is a symlink; open its target, or set FileStoreOptions::follow_symlink",
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && options.create => {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(io_err("create", &dir))?;
+            }
+            Err(e) => return Err(io_err("open", &dir)(e)),
+        }
+        let meta = fs::metadata(&dir).map_err(io_err("open", &dir))?;
+        if !meta.is_dir() {
+            return Err(unsafe_dir("it is not a directory"));
+        }
+        if !options.allow_shared_dir {
+            if meta.mode() & SHARED_WRITE != 0 {
+                return Err(unsafe_dir(
+                    "group or others can write it; run `chmod 700` on it, or set FileStoreOptions::allow_shared_dir",
+                ));
+            }
+            if meta.uid() != rustix::process::geteuid().as_raw() {
+                return Err(unsafe_dir(
+                    "another user owns it; use a directory of this user, or set FileStoreOptions::allow_shared_dir",
+                ));
+            }
+        }
         let store = Self { dir: Arc::new(dir) };
         let _lock = store.lock()?;
         for entry in fs::read_dir(&*store.dir).map_err(io_err("list", &store.dir))? {
@@ -69,20 +152,33 @@ impl FileStore {
     }
 
     fn lock(&self) -> Result<File, StoreError> {
-        let path = self.dir.join(".lock");
+        let path = self.dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(no_follow())
             .open(&path)
             .map_err(io_err("open", &path))?;
         file.lock().map_err(io_err("lock", &path))?;
         Ok(file)
     }
 
+    /// The account's record. A file that holds another account's record (copied over
+    /// this one) is [`StoreError::Corrupt`].
     fn read(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
-        read_record(&self.record_path(account_id))
+        let path = self.record_path(account_id);
+        let record = read_record(&path)?;
+        if let Some(r) = &record
+            && r.account_id != account_id
+        {
+            return Err(StoreError::Corrupt {
+                path,
+                reason: "the file holds another account's record".into(),
+            });
+        }
+        Ok(record)
     }
 
     fn write(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
@@ -159,12 +255,16 @@ fn read_record(path: &Path) -> Result<Option<StoredRecord>, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("read", path)(e)),
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| StoreError::Corrupt {
-            path: path.to_owned(),
-            reason: format!("not a record: line {} column {}", e.line(), e.column()),
-        })
+    parse_record(&bytes, path).map(Some)
+}
+
+/// Decodes a record file's bytes. Records are untrusted: errors name the place, never
+/// the contents.
+pub(crate) fn parse_record(bytes: &[u8], path: &Path) -> Result<StoredRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        path: path.to_owned(),
+        reason: format!("not a record: line {} column {}", e.line(), e.column()),
+    })
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -188,6 +288,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> 
             .write(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(no_follow())
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
         file.write_all(bytes).map_err(io_err("write", &tmp))?;

@@ -1,4 +1,5 @@
-//! [`MemoryStore`]: records in one process's memory.
+//! [`MemoryStore`]: records in one process's memory. Records are filed under their own
+//! `account_id`, so one can never sit under another account's key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -15,8 +15,8 @@ use crate::error::StoreError;
 mod file;
 mod memory;
 
-pub use file::FileStore;
-pub(crate) use file::write_atomic;
+pub use file::{FileStore, FileStoreOptions};
+pub(crate) use file::{parse_record, write_atomic};
 pub use memory::MemoryStore;
 
 /// One account's sealed token and what it is bound to.
