@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chart_auth::vault::{FileStore, Keyring, Vault};
+use chart_auth::vault::{FileStore, Keyring, TokenStore, Vault};
 use chart_auth::{
     CallbackService, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow,
 };
@@ -33,6 +33,7 @@ struct Args {
     headless: bool,
     port: u16,
     data_dir: PathBuf,
+    database_url: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,6 +41,7 @@ fn parse_args() -> Result<Args, String> {
         headless: false,
         port: 3000,
         data_dir: PathBuf::from(".chart-demo"),
+        database_url: None,
     };
     let mut it = std::env::args().skip(1);
     let mut port_set = false;
@@ -54,9 +56,12 @@ fn parse_args() -> Result<Args, String> {
                 port_set = true;
             }
             "--data-dir" => args.data_dir = it.next().ok_or("--data-dir needs a path")?.into(),
+            "--database-url" => {
+                args.database_url = Some(it.next().ok_or("--database-url needs a URL")?);
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: demo [--headless] [--port N (default 3000; headless: a free port)] [--data-dir DIR]"
+                    "usage: demo [--headless] [--port N (default 3000; headless: a free port)] [--data-dir DIR] [--database-url postgres://... (build with --features postgres)]"
                 );
                 std::process::exit(0);
             }
@@ -70,9 +75,11 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// Everything the demo backend needs.
-struct Demo {
-    chart: ChartConnect<FileStore>,
-    callback: CallbackService<FileStore>,
+struct Demo<S> {
+    chart: ChartConnect<S>,
+    callback: CallbackService<S>,
+    /// Where the sealed records live, for messages.
+    store_desc: String,
     /// The Connect page (the mock's, or Chart's).
     connect_page: String,
     port: u16,
@@ -147,11 +154,63 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             .build()?;
         (config, Some(mock), connect)
     };
-    let vault = Arc::new(Vault::new(
-        config.client_id(),
-        keyring,
-        FileStore::open(args.data_dir.join("tokens"))?,
-    ));
+    match args.database_url.clone() {
+        None => {
+            let dir = args.data_dir.join("tokens");
+            let store = FileStore::open(&dir)?;
+            let desc = dir.display().to_string();
+            start(
+                args,
+                listener,
+                config,
+                keyring,
+                store,
+                desc,
+                mock,
+                connect_page,
+            )
+            .await
+        }
+        #[cfg(feature = "postgres")]
+        Some(url) => {
+            let pool = chart_auth::vault::PostgresPool::connect(&url)?;
+            let store = chart_auth::vault::PostgresStore::new(&pool);
+            store.migrate().await?;
+            println!("· tokens sealed in PostgreSQL (table chart_auth_tokens)");
+            let desc = "PostgreSQL".to_owned();
+            start(
+                args,
+                listener,
+                config,
+                keyring,
+                store,
+                desc,
+                mock,
+                connect_page,
+            )
+            .await
+        }
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => Err("--database-url needs the postgres feature: \
+             cargo run -p chart-auth --features postgres --example demo -- --database-url URL"
+            .into()),
+    }
+}
+
+/// Serves the demo over a store of the caller's choice.
+#[allow(clippy::too_many_arguments)]
+async fn start<S: TokenStore + 'static>(
+    args: Args,
+    listener: TcpListener,
+    config: Config,
+    keyring: Keyring,
+    store: S,
+    store_desc: String,
+    mock: Option<MockServer>,
+    connect_page: String,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let port = listener.local_addr()?.port();
+    let vault = Arc::new(Vault::new(config.client_id(), keyring, store));
     let chart = ChartConnect::new(
         ChartClient::new(config)?,
         ConnectStateSigner::generate(),
@@ -165,6 +224,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let demo = Arc::new(Demo {
         chart,
         callback,
+        store_desc,
         connect_page,
         port,
         _mock: mock,
@@ -182,7 +242,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn serve(listener: TcpListener, demo: Arc<Demo>) {
+async fn serve<S: TokenStore + 'static>(listener: TcpListener, demo: Arc<Demo<S>>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
@@ -230,7 +290,10 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     respond(status, "application/json", value.to_string())
 }
 
-async fn route(demo: &Demo, req: Request<hyper::body::Incoming>) -> Response<Body> {
+async fn route<S: TokenStore + 'static>(
+    demo: &Demo<S>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
     let session = session_of(req.headers());
     let host = req
         .headers()
@@ -357,7 +420,7 @@ fn see_other(location: &str) -> Response<Body> {
 }
 
 /// The connected accounts, with a live `/introspect` of each. Never a token.
-async fn accounts(demo: &Demo) -> Response<Body> {
+async fn accounts<S: TokenStore + 'static>(demo: &Demo<S>) -> Response<Body> {
     let stored = match demo.chart.vault().list().await {
         Ok(s) => s,
         Err(e) => {
@@ -394,7 +457,9 @@ async fn accounts(demo: &Demo) -> Response<Body> {
 }
 
 /// Drives the Redirect flow over HTTP, as a browser would, and prints the result.
-async fn headless(demo: &Demo) -> Result<(), Box<dyn std::error::Error>> {
+async fn headless<S: TokenStore + 'static>(
+    demo: &Demo<S>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build(hyper_util::client::legacy::connect::HttpConnector::new());
     let base = format!("http://localhost:{}", demo.port);
@@ -504,7 +569,7 @@ async fn headless(demo: &Demo) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "headless demo passed: {} live account(s) sealed in {}",
         live.len(),
-        demo.chart.vault().store().dir().display()
+        demo.store_desc
     );
     Ok(())
 }

@@ -22,20 +22,26 @@
 //! already used. What it does not stop: Chart Connect has no PKCE, so an attacker who
 //! steals a victim's *code* (from a log or a Referer header, say) can send it with a
 //! state from their own session, and the exchange succeeds for the attacker. Keep codes
-//! out of logs and referrers (this endpoint answers `Referrer-Policy: no-referrer`). The `POST` form
-//! requires `Content-Type: application/json`, which browsers cannot send cross-site
-//! without a CORS preflight; do not enable CORS on this route. Each state is accepted
-//! once per process (a replayed callback is refused before its code is resent); with
-//! several instances, Chart's single-use codes still refuse the replay.
+//! out of logs and referrers (this endpoint answers `Referrer-Policy: no-referrer`).
+//!
+//! The `POST` form requires `Content-Type: application/json`, which browsers cannot send
+//! cross-site without a CORS preflight; do not enable CORS on this route.
+//!
+//! Each state is accepted once: a [`ReplayGuard`] claims its id before the code is sent,
+//! so a replayed callback (a refresh, the back button) is refused with 409 and never
+//! resends the code, which would make Chart revoke the token it issued. The default
+//! guard lives in this process; with several instances, give every one the same shared
+//! guard ([`CallbackBuilder::replay_guard`], e.g. a `PostgresReplayGuard`).
+//!
+//! If storing fails after a good exchange, the new token is revoked at Chart (best
+//! effort) and the error says whether that worked ([`Error::NotStored`]).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -43,9 +49,10 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 
-use crate::connect_state::{ConnectStateId, FlowKind};
+use crate::connect_state::FlowKind;
 use crate::error::{ConnectStateError, Error};
 use crate::flow::{ChartConnect, Connection, Stored};
+use crate::replay::{Claim, MemoryReplayGuard, ReplayGuard};
 use crate::secret::AuthorizationCode;
 use crate::vault::TokenStore;
 
@@ -53,8 +60,6 @@ use crate::vault::TokenStore;
 pub const MAX_CALLBACK_BODY: usize = 8 * 1024;
 /// The most characters of a `?error=` value kept (before escaping).
 const MAX_DENIED_ERROR_CHARS: usize = 64;
-/// The most states remembered for replay protection.
-pub const MAX_REMEMBERED_STATES: usize = 100_000;
 
 type SessionFn = dyn Fn(&http::request::Parts) -> Option<Vec<u8>> + Send + Sync;
 
@@ -65,6 +70,7 @@ pub struct CallbackBuilder<S> {
     session: Option<Box<SessionFn>>,
     success_page: Option<String>,
     error_page: Option<String>,
+    guard: Option<Arc<dyn ReplayGuard>>,
 }
 
 impl<S> fmt::Debug for CallbackBuilder<S> {
@@ -100,6 +106,13 @@ impl<S> CallbackBuilder<S> {
         self
     }
 
+    /// The replay guard (default: a [`MemoryReplayGuard`] in this process). Every
+    /// instance behind one load balancer must share one guard.
+    pub fn replay_guard(mut self, guard: Arc<dyn ReplayGuard>) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
     /// Builds the service.
     pub fn build(self) -> CallbackService<S> {
         CallbackService {
@@ -108,7 +121,9 @@ impl<S> CallbackBuilder<S> {
                 session: self.session.unwrap_or_else(|| Box::new(|_| None)),
                 success_page: self.success_page,
                 error_page: self.error_page,
-                used: Mutex::new(HashMap::new()),
+                guard: self
+                    .guard
+                    .unwrap_or_else(|| Arc::new(MemoryReplayGuard::new())),
             }),
         }
     }
@@ -164,7 +179,7 @@ struct Inner<S> {
     session: Box<SessionFn>,
     success_page: Option<String>,
     error_page: Option<String>,
-    used: Mutex<HashMap<ConnectStateId, SystemTime>>,
+    guard: Arc<dyn ReplayGuard>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +208,7 @@ impl<S: TokenStore + 'static> CallbackService<S> {
             session: None,
             success_page: None,
             error_page: None,
+            guard: None,
         }
     }
 
@@ -312,41 +328,32 @@ impl<S: TokenStore + 'static> CallbackService<S> {
             .chart
             .receive_code(code, &state, &session, cb.via)?;
         let id = received.connect_state_id();
-        self.remember(id, received.connect_state_expires_at())?;
-        match received.exchange(self.inner.chart.client()).await {
-            Ok(exchanged) => exchanged.store(self.inner.chart.vault()).await,
+        let claim = Claim {
+            id,
+            expires_at: received.connect_state_expires_at(),
+            session: &session,
+        };
+        if !self
+            .inner
+            .guard
+            .claim(claim)
+            .await
+            .map_err(Error::ReplayGuard)?
+        {
+            return Err(Error::InvalidConnectState(ConnectStateError::Replayed));
+        }
+        match self.inner.chart.complete(received).await {
+            Ok(stored) => Ok(stored),
             Err(e) => {
                 if !e.code_may_be_spent() {
                     // The code never reached Chart: let the user retry this callback.
-                    self.used().remove(&id);
+                    if let Err(release) = self.inner.guard.release(id).await {
+                        tracing::warn!(error = %release, "could not release a replay claim");
+                    }
                 }
                 Err(e)
             }
         }
-    }
-
-    fn used(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectStateId, SystemTime>> {
-        self.inner
-            .used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Marks a state as used; refuses it if it already was.
-    fn remember(&self, id: ConnectStateId, expires: SystemTime) -> Result<(), Error> {
-        let mut used = self.used();
-        if used.len() >= MAX_REMEMBERED_STATES {
-            let now = SystemTime::now();
-            used.retain(|_, exp| *exp > now);
-            if used.len() >= MAX_REMEMBERED_STATES {
-                // Still full of live states: refuse rather than forget one.
-                return Err(Error::InvalidConnectState(ConnectStateError::Replayed));
-            }
-        }
-        if used.insert(id, expires).is_some() {
-            return Err(Error::InvalidConnectState(ConnectStateError::Replayed));
-        }
-        Ok(())
     }
 }
 

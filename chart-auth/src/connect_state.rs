@@ -74,8 +74,15 @@ impl FlowKind {
 }
 
 /// The unique id of one Connect state, used to refuse replayed callbacks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectStateId([u8; ID_LEN]);
+
+impl ConnectStateId {
+    /// The id's bytes (random, not secret).
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
 
 /// A state that passed verification: its flow, id and expiry.
 #[derive(Clone, Debug)]
@@ -90,6 +97,7 @@ type HmacSha256 = Hmac<Sha256>;
 const STATE_VERSION: u8 = 1;
 const SIG_LEN: usize = 32;
 const TAG_LEN: usize = 16;
+
 const ID_LEN: usize = 16;
 // Where each field of the signed payload starts (see the module docs).
 const FLOW_AT: usize = 1;

@@ -183,6 +183,19 @@ pub enum Error {
     /// Sealing, unsealing or storing a token failed.
     #[error("vault: {0}")]
     Vault(#[from] VaultError),
+    /// The exchange succeeded but the token could not be stored. The new token was
+    /// then revoked at Chart if `revoked`; if not, it stays live at Chart until it
+    /// expires, and nothing here holds it.
+    #[error("the token could not be stored (revoked at Chart: {revoked}): {source}")]
+    NotStored {
+        /// Whether `/disconnect` revoked the new token.
+        revoked: bool,
+        /// Why storing failed.
+        source: Box<Error>,
+    },
+    /// The replay guard could not record the callback, so the code was not sent.
+    #[error("replay guard: {0}")]
+    ReplayGuard(StoreError),
 }
 
 impl Error {
@@ -217,6 +230,7 @@ impl Error {
                 | Self::Timeout
                 | Self::Config(_)
                 | Self::Internal(_)
+                | Self::ReplayGuard(_)
                 | Self::InvalidConnectState(_)
                 | Self::BadCallback(_)
         )
@@ -267,7 +281,12 @@ impl Error {
             Self::ConnectDenied { .. } => {
                 "You cancelled the connection. You can connect your account at any time."
             }
-            Self::Vault(_) => "We could not save your connection. Please try again later.",
+            Self::Vault(_) | Self::NotStored { .. } => {
+                "We could not save your connection. Please connect your account again."
+            }
+            Self::ReplayGuard(_) => {
+                "We could not complete your connection because of a problem on our side. Please try again."
+            }
         }
     }
 
@@ -298,6 +317,8 @@ impl Error {
             Self::Config(_) => "config",
             Self::Internal(_) => "internal",
             Self::Vault(_) => "vault",
+            Self::NotStored { .. } => "not_stored",
+            Self::ReplayGuard(_) => "replay_guard",
         }
     }
 
@@ -327,7 +348,9 @@ impl Error {
             | Self::InvalidRequest(_)
             | Self::Config(_)
             | Self::Internal(_)
-            | Self::Vault(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Self::Vault(_)
+            | Self::NotStored { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ReplayGuard(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -482,7 +505,7 @@ pub enum StoreError {
     /// A record could not be read or parsed; it is reported, never dropped.
     #[error("corrupt record {path}: {reason}")]
     Corrupt {
-        /// The file.
+        /// The file (for a database: the table and the account).
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
@@ -494,6 +517,20 @@ pub enum StoreError {
         path: PathBuf,
         /// Why, and how to fix it.
         reason: &'static str,
+    },
+    /// The database cannot be reached: no connection could be had in time.
+    #[error("the token database is unavailable: {source}")]
+    Unavailable {
+        /// Why (the pool's or the driver's error; it never holds the database URL).
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A database query failed, e.g. the connection was lost mid-query.
+    #[error("the token database failed to {op}: {source}")]
+    Backend {
+        /// What was being done.
+        op: &'static str,
+        /// The driver's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// An I/O operation failed.
     #[error("{op} {path}: {source}")]

@@ -316,15 +316,38 @@ impl<S: TokenStore> ChartConnect<S> {
     }
 
     /// Exchanges a received code and seals its token: the two steps a callback runs.
+    ///
+    /// No live token is dropped: if storing fails after a good exchange, the new token
+    /// is revoked at Chart (best effort), and [`Error::NotStored`] says whether it was.
     pub async fn complete(
         &self,
         received: Connection<CodeReceived>,
     ) -> Result<Connection<Stored>, Error> {
-        received
-            .exchange(&self.client)
-            .await?
-            .store(&self.vault)
-            .await
+        let exchanged = received.exchange(&self.client).await?;
+        let Exchanged {
+            client_id,
+            account_id,
+            provider_id,
+            token,
+        } = exchanged.stage;
+        let stored = if client_id == self.vault.client_id() {
+            self.vault.put(&account_id, &provider_id, &token).await
+        } else {
+            Err(VaultError::WrongClient.into())
+        };
+        match stored {
+            Ok(account) => Ok(Connection {
+                stage: Stored { account },
+            }),
+            Err(source) => {
+                let revoked = self.client.disconnect_token(&token).await.is_ok();
+                tracing::error!(error = %source, revoked, "token not stored after a good exchange");
+                Err(Error::NotStored {
+                    revoked,
+                    source: Box::new(source),
+                })
+            }
+        }
     }
 
     /// Unseals the account's token from the vault and calls `GET /introspect`.

@@ -71,7 +71,8 @@
 //! 9. `connect_state`: the signed Connect state ([`ConnectStateSigner`]).
 //! 10. `flow`: the typestate [`Connection`] and [`ChartConnect`], which joins client,
 //!     signer and vault.
-//! 11. `callback`: [`CallbackService`], the endpoint.
+//! 11. `replay`: [`ReplayGuard`], claiming each Connect state once across instances.
+//! 12. `callback`: [`CallbackService`], the endpoint.
 //!
 //! Words: *Connect state* is the signed OAuth `state`; a *stage* is a step of the
 //! typestate; to *seal* and *unseal* is to encrypt and decrypt a token; a *label* is an
@@ -100,9 +101,11 @@ mod connect_state;
 
 mod flow;
 
+mod replay;
+
 mod callback;
 
-pub use callback::{CallbackBuilder, CallbackService, MAX_CALLBACK_BODY, MAX_REMEMBERED_STATES};
+pub use callback::{CallbackBuilder, CallbackService, MAX_CALLBACK_BODY};
 pub use client::ChartClient;
 pub use config::{
     Config, ConfigBuilder, DEFAULT_API_BASE, DEFAULT_API_VERSION, DEFAULT_CONNECT_BASE, RetryPolicy,
@@ -115,6 +118,9 @@ pub use error::{
 };
 pub use flow::{ChartConnect, CodeReceived, ConnectStart, Connection, Exchanged, Stage, Stored};
 pub use ids::ProviderId;
+#[cfg(feature = "postgres")]
+pub use replay::PostgresReplayGuard;
+pub use replay::{Claim, GuardFuture, MAX_CLAIMS, MemoryReplayGuard, ReplayGuard, SESSION_QUOTA};
 pub use secret::{AccessToken, AuthorizationCode, ClientSecret};
 pub use wire::Introspection;
 
@@ -131,7 +137,8 @@ pub mod fuzzing {
     }
 }
 
-/// The README's Rust blocks, compiled as doctests.
-#[cfg(doctest)]
+/// The README's Rust blocks, compiled as doctests (with `--all-features`, as the
+/// README's test command runs them: one block uses `PostgresStore`).
+#[cfg(all(doctest, feature = "postgres"))]
 #[doc = include_str!("../../README.md")]
 mod readme {}

@@ -4,7 +4,7 @@
 //! - `FileStore` put and get against a plain durable write (temp file, fsync, rename,
 //!   directory fsync) and a plain read of the same bytes.
 //!
-//! `cargo bench -p chart-auth --bench vault`
+//! `cargo bench -p chart-e2e --bench vault`
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]

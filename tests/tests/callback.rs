@@ -487,3 +487,126 @@ async fn answers_are_nosniff_and_a_denied_error_cannot_forge_log_lines() {
         "a forged log line: {text}"
     );
 }
+
+/// A store whose writes fail, as a database that went away would.
+#[derive(Clone, Debug, Default)]
+struct BrokenStore(MemoryStore);
+
+impl chart_auth::vault::TokenStore for BrokenStore {
+    async fn get(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<chart_auth::vault::StoredRecord>, chart_auth::StoreError> {
+        self.0.get(account_id).await
+    }
+    async fn put(
+        &self,
+        _: &chart_auth::vault::StoredRecord,
+        _: chart_auth::vault::Expect,
+    ) -> Result<u64, chart_auth::StoreError> {
+        Err(chart_auth::StoreError::Backend {
+            op: "put",
+            source: "the database went away".into(),
+        })
+    }
+    async fn delete(
+        &self,
+        account_id: &str,
+        expect: chart_auth::vault::Expect,
+    ) -> Result<bool, chart_auth::StoreError> {
+        self.0.delete(account_id, expect).await
+    }
+    async fn list(&self) -> Result<Vec<String>, chart_auth::StoreError> {
+        self.0.list().await
+    }
+}
+
+/// No live token is dropped: a good exchange whose token cannot be stored is revoked
+/// at Chart, and the error says whether that worked.
+#[tokio::test]
+async fn a_token_that_cannot_be_stored_is_revoked_and_the_error_says_so() {
+    let env = env().await;
+    let chart = chart_auth::ChartConnect::new(
+        env.client.clone(),
+        ConnectStateSigner::from_key(&STATE_KEY).unwrap(),
+        Arc::new(Vault::new(
+            chart_mock_server::SANDBOX_CLIENT_ID,
+            chart_auth::vault::Keyring::generate(),
+            BrokenStore::default(),
+        )),
+    );
+
+    // 1. Revoked: /disconnect answered.
+    let err = chart
+        .complete(env.redirect_code(Scenario::Success))
+        .await
+        .unwrap_err();
+    let chart_auth::Error::NotStored { revoked, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(*revoked, "{err}");
+    assert_eq!(err.label(), "not_stored");
+    let disconnects = env
+        .mock
+        .journal()
+        .iter()
+        .filter(|e| e.path == "/disconnect" && e.status == 200)
+        .count();
+    assert_eq!(disconnects, 1, "the new token was revoked at Chart");
+
+    // 2. Not revoked: /disconnect fails too, and the error says so.
+    env.mock.add_fault(Fault {
+        path: "/disconnect".into(),
+        ..fault(FaultKind::Status, Some(500))
+    });
+    let err = chart
+        .complete(env.embedded_code(Scenario::Success))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, chart_auth::Error::NotStored { revoked: false, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("revoked at Chart: false"), "{err}");
+}
+
+/// One session cannot fill the replay guard: other sessions still connect.
+#[tokio::test]
+async fn one_session_cannot_fill_the_memory_replay_guard() {
+    use chart_auth::{Claim, MemoryReplayGuard, ReplayGuard, SESSION_QUOTA};
+    let guard = Arc::new(MemoryReplayGuard::new());
+    let signer = ConnectStateSigner::from_key(&STATE_KEY).unwrap();
+    let in_an_hour = SystemTime::now() + Duration::from_secs(3600);
+    // The attacker's own valid states, as many as they like.
+    for _ in 0..5_000 {
+        let state = signer.issue(&Flow::Embedded, b"attacker");
+        let verified = signer
+            .verify(&state, b"attacker", chart_auth::FlowKind::Embedded)
+            .unwrap();
+        let claim = Claim {
+            id: verified.id(),
+            expires_at: in_an_hour,
+            session: b"attacker",
+        };
+        assert!(guard.claim(claim).await.unwrap());
+    }
+    assert!(guard.len() <= SESSION_QUOTA, "held {}", guard.len());
+
+    // Everyone else still connects, through a callback on the same guard.
+    let cb = setup().await;
+    let service = CallbackService::builder(cb.env.chart.clone())
+        .session(|parts| {
+            let cookie = parts.headers.get("cookie")?.to_str().ok()?;
+            cookie.strip_prefix("sid=").map(|s| s.as_bytes().to_vec())
+        })
+        .replay_guard(guard.clone())
+        .build();
+    let code = cb.env.mint(true, Scenario::Success);
+    let query = q(&code, &cb.redirect_state());
+    let (resp, body, _) = call(&service, get(&query, Some(sid()))).await;
+    assert_eq!(resp.status(), StatusCode::OK, "{body}");
+    // And a replay of it is still refused, before the code is resent.
+    let (resp, _, _) = call(&service, get(&query, Some(sid()))).await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert_eq!(cb.env.token_requests_for(&code), 1);
+}

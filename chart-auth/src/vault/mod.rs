@@ -45,6 +45,8 @@ pub use crate::ids::KeyId;
 pub use keyring::{KeyStatus, Keyring};
 pub use seal::{FORMAT_VERSION, RecordIdentity, sealed_key_id};
 pub use store::{Expect, FileStore, FileStoreOptions, MemoryStore, StoredRecord, TokenStore};
+#[cfg(feature = "postgres")]
+pub use store::{PostgresPool, PostgresStore};
 
 /// What the vault knows of a stored account: everything but the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +123,9 @@ fn check_filed_under(
         Ok(())
     }
 }
+
+/// Accounts read per page while rewrapping.
+const REWRAP_PAGE: usize = 500;
 
 /// What [`Vault::rewrap`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -316,37 +321,56 @@ impl<S: TokenStore> Vault<S> {
         &self,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<RewrapReport, Error> {
-        let accounts = self.store.list().await.map_err(VaultError::Store)?;
+        let total = self.store.count().await.map_err(VaultError::Store)?;
         let mut report = RewrapReport::default();
-        for (i, account) in accounts.iter().enumerate() {
-            progress(i, accounts.len());
-            let in_record = |e: VaultError| VaultError::InRecord {
-                account_id: account.clone(),
-                source: Box::new(e),
-            };
-            let Some(mut record) = self
+        let mut done = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
                 .store
-                .get(account)
+                .list_page(after.as_deref(), REWRAP_PAGE)
                 .await
-                .map_err(|e| in_record(VaultError::Store(e)))?
-            else {
-                continue;
+                .map_err(VaultError::Store)?;
+            let Some(last) = page.last().cloned() else {
+                break;
             };
-            let resealed = self.reseal(account, &record).map_err(in_record)?;
-            let Some(sealed) = resealed else {
-                report.unchanged += 1;
-                continue;
-            };
-            let expected = Expect::Version(record.version);
-            record.sealed = sealed;
-            match self.store.put(&record, expected).await {
-                Ok(_) => report.rewrapped += 1,
-                Err(StoreError::Conflict) => report.raced += 1,
-                Err(e) => return Err(in_record(VaultError::Store(e)).into()),
+            for account in &page {
+                progress(done, total.max(done));
+                done += 1;
+                self.rewrap_one(account, &mut report).await?;
             }
+            after = Some(last);
         }
-        progress(accounts.len(), accounts.len());
+        progress(done, total.max(done));
         Ok(report)
+    }
+
+    /// Moves one record to the primary key, counting what happened in `report`.
+    async fn rewrap_one(&self, account: &str, report: &mut RewrapReport) -> Result<(), Error> {
+        let in_record = |e: VaultError| VaultError::InRecord {
+            account_id: account.to_owned(),
+            source: Box::new(e),
+        };
+        let Some(mut record) = self
+            .store
+            .get(account)
+            .await
+            .map_err(|e| in_record(VaultError::Store(e)))?
+        else {
+            return Ok(());
+        };
+        let Some(sealed) = self.reseal(account, &record).map_err(in_record)? else {
+            report.unchanged += 1;
+            return Ok(());
+        };
+        let expected = Expect::Version(record.version);
+        record.sealed = sealed;
+        match self.store.put(&record, expected).await {
+            Ok(_) => report.rewrapped += 1,
+            Err(StoreError::Conflict) => report.raced += 1,
+            Err(e) => return Err(in_record(VaultError::Store(e)).into()),
+        }
+        Ok(())
     }
 
     /// The record's token sealed under the primary key, or `None` if it already is.

@@ -14,10 +14,14 @@ use crate::error::StoreError;
 
 mod file;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 pub use file::{FileStore, FileStoreOptions};
 pub(crate) use file::{parse_record, write_atomic};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresPool, PostgresStore};
 
 /// One account's sealed token and what it is bound to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,8 +84,27 @@ pub trait TokenStore: Send + Sync {
         account_id: &str,
         expect: Expect,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Every account with a record, sorted.
+    /// Every account with a record, sorted by bytes.
     fn list(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Up to `limit` accounts after `after` (or from the first), sorted by bytes: a page
+    /// of [`TokenStore::list`], for walking large stores.
+    fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        async move {
+            let all = self.list().await?;
+            let start = after.map_or(0, |a| all.partition_point(|x| x.as_str() <= a));
+            Ok(all.into_iter().skip(start).take(limit).collect())
+        }
+    }
+
+    /// How many accounts have a record.
+    fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        async move { Ok(self.list().await?.len()) }
+    }
 }
 
 pub(crate) fn check(expect: Expect, current: Option<u64>) -> Result<(), StoreError> {

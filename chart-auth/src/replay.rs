@@ -1,0 +1,277 @@
+//! The replay check: each Connect state id is claimed once, across every instance that
+//! shares the guard, so a replayed callback never resends its code (Chart answers a
+//! resent code by revoking the token it issued the first time).
+//!
+//! [`MemoryReplayGuard`] serves one process; with several instances behind a load
+//! balancer use a shared guard, such as [`PostgresReplayGuard`] (feature `postgres`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+use crate::connect_state::ConnectStateId;
+use crate::error::StoreError;
+
+/// A boxed future, so that guards can be chosen at run time (`Arc<dyn ReplayGuard>`).
+pub type GuardFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// One claim on a Connect state id.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    /// The state's id.
+    pub id: ConnectStateId,
+    /// When the state expires; the claim may be forgotten after that.
+    pub expires_at: SystemTime,
+    /// The caller's session binding, for per-session quotas.
+    pub session: &'a [u8],
+}
+
+/// Claims each Connect state id once, until it expires.
+///
+/// A claim is made only after the state verified, so forged states take no slot. It is
+/// released when the code was never sent to Chart, so the user can retry the callback.
+pub trait ReplayGuard: Send + Sync + fmt::Debug {
+    /// Claims the id: `true` if this is the first claim, `false` if it was claimed
+    /// before (a replay).
+    fn claim<'a>(&'a self, claim: Claim<'a>) -> GuardFuture<'a, bool>;
+
+    /// Forgets a claim (its code never reached Chart).
+    fn release(&self, id: ConnectStateId) -> GuardFuture<'_, ()>;
+}
+
+/// The claims live per session binding at most, in [`MemoryReplayGuard`].
+pub const SESSION_QUOTA: usize = 32;
+/// The claims [`MemoryReplayGuard`] keeps in all.
+pub const MAX_CLAIMS: usize = 100_000;
+
+/// Claims in this process's memory: the default, for a single instance.
+///
+/// It cannot be filled by one user: each session binding holds at most
+/// [`SESSION_QUOTA`] claims, and when the guard is full (or a session is at its quota)
+/// the claims that expire soonest are forgotten first. A forgotten claim is one whose
+/// state is nearly expired, which Chart's short-lived codes outlive only briefly.
+#[derive(Debug, Default)]
+pub struct MemoryReplayGuard {
+    claims: Mutex<Claims>,
+}
+
+#[derive(Debug, Default)]
+struct Claims {
+    by_id: HashMap<ConnectStateId, (SystemTime, SessionKey)>,
+    by_expiry: BTreeSet<(SystemTime, ConnectStateId)>,
+    per_session: HashMap<SessionKey, BTreeSet<(SystemTime, ConnectStateId)>>,
+}
+
+/// A session binding, hashed so the guard never keeps session ids.
+type SessionKey = [u8; 32];
+
+impl Claims {
+    fn forget(&mut self, id: ConnectStateId) {
+        if let Some((expires, session)) = self.by_id.remove(&id) {
+            self.by_expiry.remove(&(expires, id));
+            if let Some(set) = self.per_session.get_mut(&session) {
+                set.remove(&(expires, id));
+                if set.is_empty() {
+                    self.per_session.remove(&session);
+                }
+            }
+        }
+    }
+
+    fn forget_expired(&mut self, now: SystemTime) {
+        while let Some(&(expires, id)) = self.by_expiry.first() {
+            if expires > now {
+                break;
+            }
+            self.forget(id);
+        }
+    }
+}
+
+impl MemoryReplayGuard {
+    /// An empty guard.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many claims the guard holds.
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    /// Whether the guard holds no claim.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Claims> {
+        self.claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn claim_now(&self, claim: Claim<'_>, now: SystemTime) -> bool {
+        let mut claims = self.lock();
+        claims.forget_expired(now);
+        if claims.by_id.contains_key(&claim.id) {
+            return false;
+        }
+        let session: SessionKey = Sha256::digest(claim.session).into();
+        let held = claims.per_session.get(&session).map_or(0, BTreeSet::len);
+        if held >= SESSION_QUOTA {
+            let soonest = claims.per_session[&session].first().map(|&(_, id)| id);
+            if let Some(id) = soonest {
+                claims.forget(id);
+            }
+        }
+        if claims.by_id.len() >= MAX_CLAIMS
+            && let Some(&(_, id)) = claims.by_expiry.first()
+        {
+            claims.forget(id);
+        }
+        claims.by_id.insert(claim.id, (claim.expires_at, session));
+        claims.by_expiry.insert((claim.expires_at, claim.id));
+        claims
+            .per_session
+            .entry(session)
+            .or_default()
+            .insert((claim.expires_at, claim.id));
+        true
+    }
+}
+
+impl ReplayGuard for MemoryReplayGuard {
+    fn claim<'a>(&'a self, claim: Claim<'a>) -> GuardFuture<'a, bool> {
+        let first = self.claim_now(claim, SystemTime::now());
+        Box::pin(async move { Ok(first) })
+    }
+
+    fn release(&self, id: ConnectStateId) -> GuardFuture<'_, ()> {
+        self.lock().forget(id);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresReplayGuard;
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::time::{Duration, SystemTime};
+
+    use super::{Claim, GuardFuture, ReplayGuard};
+    use crate::connect_state::ConnectStateId;
+    use crate::error::StoreError;
+    use crate::vault::PostgresPool;
+
+    const GUARD_MIGRATIONS: &[&str] = &["CREATE TABLE chart_auth_replay (
+            state_id   BYTEA PRIMARY KEY,
+            expires_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE INDEX chart_auth_replay_expiry ON chart_auth_replay (expires_at)"];
+
+    /// Expired claims are deleted on about one claim in this many.
+    const CLEANUP_EVERY: u8 = 64;
+
+    fn backend(op: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+        move |e| StoreError::Backend {
+            op,
+            source: Box::new(e),
+        }
+    }
+
+    /// Claims in PostgreSQL, shared by every instance on the database: an atomic insert
+    /// that does nothing on conflict, so exactly one instance wins each state id.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use chart_auth::PostgresReplayGuard;
+    /// use chart_auth::vault::PostgresPool;
+    /// let pool = PostgresPool::connect("postgres://app@127.0.0.1:5432/app")?;
+    /// let guard = PostgresReplayGuard::new(&pool);
+    /// guard.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    #[derive(Clone, Debug)]
+    pub struct PostgresReplayGuard {
+        pool: PostgresPool,
+    }
+
+    impl PostgresReplayGuard {
+        /// A guard on a pool. Call [`PostgresReplayGuard::migrate`] once before use.
+        pub fn new(pool: &PostgresPool) -> Self {
+            Self { pool: pool.clone() }
+        }
+
+        /// Creates or migrates the guard's table; gives how many migrations ran.
+        pub async fn migrate(&self) -> Result<usize, StoreError> {
+            self.pool.migrate("replay", GUARD_MIGRATIONS).await
+        }
+
+        /// Deletes the claims that have expired; gives how many.
+        pub async fn cleanup(&self) -> Result<u64, StoreError> {
+            let client = self.pool.client().await?;
+            client
+                .execute(
+                    "DELETE FROM chart_auth_replay WHERE expires_at <= now()",
+                    &[],
+                )
+                .await
+                .map_err(backend("clean up"))
+        }
+    }
+
+    fn random_byte() -> u8 {
+        let mut b = [0u8; 1];
+        getrandom::fill(&mut b).map_or(0, |()| b[0])
+    }
+
+    impl ReplayGuard for PostgresReplayGuard {
+        fn claim<'a>(&'a self, claim: Claim<'a>) -> GuardFuture<'a, bool> {
+            Box::pin(async move {
+                if random_byte().is_multiple_of(CLEANUP_EVERY) {
+                    self.cleanup().await?;
+                }
+                let client = self.pool.client().await?;
+                let id: &[u8] = claim.id.as_bytes();
+                // The database's clock would do as well; the state's own expiry is what
+                // matters, and it came from this instance's clock.
+                let expires = claim
+                    .expires_at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or(Duration::ZERO)
+                    .as_secs_f64();
+                // An expired row left behind by an earlier claim is taken over.
+                let won = client
+                    .query_opt(
+                        "INSERT INTO chart_auth_replay (state_id, expires_at)
+                         VALUES ($1, to_timestamp($2))
+                         ON CONFLICT (state_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                            WHERE chart_auth_replay.expires_at <= now()
+                         RETURNING 1",
+                        &[&id, &expires],
+                    )
+                    .await
+                    .map_err(backend("claim"))?;
+                Ok(won.is_some())
+            })
+        }
+
+        fn release(&self, id: ConnectStateId) -> GuardFuture<'_, ()> {
+            Box::pin(async move {
+                let client = self.pool.client().await?;
+                let id: &[u8] = id.as_bytes();
+                client
+                    .execute("DELETE FROM chart_auth_replay WHERE state_id = $1", &[&id])
+                    .await
+                    .map_err(backend("release"))?;
+                Ok(())
+            })
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! [`PostgresStore`]: sealed records in PostgreSQL, shared by several backend instances.
+//!
+//! Writes are compare-and-swap on the record's version in one statement (never a read
+//! then a write), `list` pages by key, and the schema is created or migrated by an
+//! explicit, versioned [`PostgresStore::migrate`] whose SQL is embedded here.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{NoTls, Row};
+
+use super::{Expect, StoredRecord, TokenStore};
+use crate::error::StoreError;
+
+/// How long a caller waits for a pooled connection, or for a new one to open.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections in a pool unless the caller says otherwise.
+const DEFAULT_POOL_SIZE: usize = 8;
+/// Serializes concurrent `migrate` calls across instances (an arbitrary constant).
+const MIGRATION_LOCK: i64 = 0x6368_6172_745f_6d67;
+/// The records' table, as errors name it.
+const TABLE: &str = "chart_auth_tokens";
+/// Account ids read per page when listing.
+const PAGE: usize = 1000;
+
+/// The token store's migrations, in order; each runs once, in a transaction.
+const STORE_MIGRATIONS: &[&str] = &[r#"CREATE TABLE chart_auth_tokens (
+        account_id  TEXT COLLATE "C" PRIMARY KEY,
+        version     BIGINT NOT NULL CHECK (version > 0),
+        client_id   TEXT NOT NULL,
+        provider_id TEXT NOT NULL,
+        stored_at   BIGINT NOT NULL,
+        sealed      BYTEA NOT NULL
+    )"#];
+
+/// A pool of PostgreSQL connections, shared by a [`PostgresStore`] and a
+/// [`PostgresReplayGuard`](crate::PostgresReplayGuard). Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresPool {
+    pool: Pool,
+}
+
+impl fmt::Debug for PostgresPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password: show the pool's shape only.
+        f.debug_struct("PostgresPool")
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable {
+        source: Box::new(e),
+    }
+}
+
+fn backend(op: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::Backend {
+        op,
+        source: Box::new(e),
+    }
+}
+
+impl PostgresPool {
+    /// A pool of up to 8 connections to `url` (`postgres://user@host:port/db`), without
+    /// TLS: for a database on the same host or a private network.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let config = parse_url(url)?;
+        Self::build(Manager::from_config(config, NoTls, manager_config()))
+    }
+
+    /// Like [`PostgresPool::connect`], over TLS with the caller's rustls configuration
+    /// (roots, client certificate, crypto provider).
+    pub fn connect_tls(url: &str, tls: Arc<rustls::ClientConfig>) -> Result<Self, StoreError> {
+        let config = parse_url(url)?;
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(rustls::ClientConfig::clone(&tls));
+        Self::build(Manager::from_config(config, tls, manager_config()))
+    }
+
+    fn build(manager: Manager) -> Result<Self, StoreError> {
+        let pool = Pool::builder(manager)
+            .max_size(DEFAULT_POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
+            .build()
+            .map_err(unavailable)?;
+        Ok(Self { pool })
+    }
+
+    /// Sets the most connections the pool keeps.
+    pub fn resize(&self, max_size: usize) {
+        self.pool.resize(max_size);
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(unavailable)
+    }
+
+    /// Applies `component`'s migrations that have not run yet, each once, under a lock
+    /// that serializes instances migrating at the same time.
+    pub(crate) async fn migrate(
+        &self,
+        component: &str,
+        steps: &[&str],
+    ) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend("begin"))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(backend("lock"))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS chart_auth_schema (
+                component  TEXT NOT NULL,
+                version    INT NOT NULL,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                PRIMARY KEY (component, version)
+            )",
+        )
+        .await
+        .map_err(backend("create the schema table"))?;
+        let done: i32 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM chart_auth_schema WHERE component = $1",
+                &[&component],
+            )
+            .await
+            .map_err(backend("read the schema version"))?
+            .get(0);
+        let mut applied = 0;
+        for (i, step) in steps.iter().enumerate() {
+            let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
+            if version <= done {
+                continue;
+            }
+            tx.batch_execute(step).await.map_err(backend("migrate"))?;
+            tx.execute(
+                "INSERT INTO chart_auth_schema (component, version) VALUES ($1, $2)",
+                &[&component, &version],
+            )
+            .await
+            .map_err(backend("record the migration"))?;
+            applied += 1;
+        }
+        tx.commit().await.map_err(backend("commit"))?;
+        Ok(applied)
+    }
+}
+
+fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|_| StoreError::Corrupt {
+        // Never echo the URL: it may hold a password.
+        path: PathBuf::from("<database url>"),
+        reason: "not a valid postgres:// URL or key=value connection string".into(),
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(POOL_TIMEOUT);
+    }
+    Ok(config)
+}
+
+fn manager_config() -> ManagerConfig {
+    ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    }
+}
+
+/// Sealed records in PostgreSQL (feature `postgres`), for several backend instances.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use chart_auth::vault::{Keyring, PostgresPool, PostgresStore, Vault};
+/// let pool = PostgresPool::connect("postgres://app@127.0.0.1:5432/app")?;
+/// let store = PostgresStore::new(&pool);
+/// store.migrate().await?; // once per deploy; safe to run from every instance
+/// let vault = Vault::new("my-client", Keyring::from_env()?, store);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PostgresPool,
+}
+
+fn corrupt(account_id: &str, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        path: PathBuf::from(format!("{TABLE}/{account_id:?}")),
+        reason: reason.into(),
+    }
+}
+
+fn record_of(row: &Row) -> Result<StoredRecord, StoreError> {
+    let account_id: String = row
+        .try_get("account_id")
+        .map_err(|_| corrupt("?", "the account_id does not decode"))?;
+    let bad = |what: &str| corrupt(&account_id, format!("the {what} does not decode"));
+    let version: i64 = row.try_get("version").map_err(|_| bad("version"))?;
+    let stored_at: i64 = row.try_get("stored_at").map_err(|_| bad("stored_at"))?;
+    Ok(StoredRecord {
+        version: u64::try_from(version).map_err(|_| bad("version"))?,
+        client_id: row.try_get("client_id").map_err(|_| bad("client_id"))?,
+        provider_id: row.try_get("provider_id").map_err(|_| bad("provider_id"))?,
+        stored_at: u64::try_from(stored_at).map_err(|_| bad("stored_at"))?,
+        sealed: row.try_get("sealed").map_err(|_| bad("sealed token"))?,
+        account_id,
+    })
+}
+
+impl PostgresStore {
+    /// A store on a pool. Call [`PostgresStore::migrate`] once before use.
+    pub fn new(pool: &PostgresPool) -> Self {
+        Self { pool: pool.clone() }
+    }
+
+    /// Creates or migrates the store's table; gives how many migrations ran.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        self.pool.migrate("tokens", STORE_MIGRATIONS).await
+    }
+}
+
+/// Prepares `sql` once per pooled connection; later calls reuse the statement.
+async fn prepared(
+    client: &deadpool_postgres::Object,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    client.prepare_cached(sql).await.map_err(backend("prepare"))
+}
+
+impl TokenStore for PostgresStore {
+    async fn get(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let client = self.pool.client().await?;
+        let row = client
+            .query_opt(
+                &prepared(
+                    &client,
+                    "SELECT account_id, version, client_id, provider_id, stored_at, sealed
+                 FROM chart_auth_tokens WHERE account_id = $1",
+                )
+                .await?,
+                &[&account_id],
+            )
+            .await
+            .map_err(backend("get"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let record = record_of(&row)?;
+        if record.account_id != account_id {
+            return Err(corrupt(
+                account_id,
+                "the row holds another account's record",
+            ));
+        }
+        Ok(Some(record))
+    }
+
+    async fn put(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
+        let stored_at = i64::try_from(record.stored_at)
+            .map_err(|_| corrupt(&record.account_id, "stored_at is out of range"))?;
+        let client = self.pool.client().await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &record.account_id,
+            &record.client_id,
+            &record.provider_id,
+            &stored_at,
+            &record.sealed,
+        ];
+        // One statement each: the version check and the write cannot be split.
+        let row = match expect {
+            Expect::Any => {
+                client
+                    .query_opt(
+                        &prepared(
+                            &client,
+                            "INSERT INTO chart_auth_tokens AS t
+                        (account_id, version, client_id, provider_id, stored_at, sealed)
+                     VALUES ($1, 1, $2, $3, $4, $5)
+                     ON CONFLICT (account_id) DO UPDATE SET
+                        version = t.version + 1, client_id = EXCLUDED.client_id,
+                        provider_id = EXCLUDED.provider_id, stored_at = EXCLUDED.stored_at,
+                        sealed = EXCLUDED.sealed
+                     RETURNING version",
+                        )
+                        .await?,
+                        &params,
+                    )
+                    .await
+            }
+            Expect::Absent => {
+                client
+                    .query_opt(
+                        &prepared(
+                            &client,
+                            "INSERT INTO chart_auth_tokens
+                        (account_id, version, client_id, provider_id, stored_at, sealed)
+                     VALUES ($1, 1, $2, $3, $4, $5)
+                     ON CONFLICT (account_id) DO NOTHING
+                     RETURNING version",
+                        )
+                        .await?,
+                        &params,
+                    )
+                    .await
+            }
+            Expect::Version(want) => {
+                let want = i64::try_from(want).map_err(|_| StoreError::Conflict)?;
+                client
+                    .query_opt(
+                        &prepared(
+                            &client,
+                            "UPDATE chart_auth_tokens SET
+                            version = version + 1, client_id = $2, provider_id = $3,
+                            stored_at = $4, sealed = $5
+                         WHERE account_id = $1 AND version = $6
+                         RETURNING version",
+                        )
+                        .await?,
+                        &[params[0], params[1], params[2], params[3], params[4], &want],
+                    )
+                    .await
+            }
+        }
+        .map_err(backend("put"))?;
+        let row = row.ok_or(StoreError::Conflict)?;
+        let version: i64 = row.get(0);
+        u64::try_from(version).map_err(|_| corrupt(&record.account_id, "negative version"))
+    }
+
+    async fn delete(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
+        let client = self.pool.client().await?;
+        match expect {
+            Expect::Any => {
+                let n = client
+                    .execute(
+                        &prepared(
+                            &client,
+                            "DELETE FROM chart_auth_tokens WHERE account_id = $1",
+                        )
+                        .await?,
+                        &[&account_id],
+                    )
+                    .await
+                    .map_err(backend("delete"))?;
+                Ok(n > 0)
+            }
+            Expect::Version(want) => {
+                let want = i64::try_from(want).map_err(|_| StoreError::Conflict)?;
+                let n = client
+                    .execute(
+                        &prepared(
+                            &client,
+                            "DELETE FROM chart_auth_tokens WHERE account_id = $1 AND version = $2",
+                        )
+                        .await?,
+                        &[&account_id, &want],
+                    )
+                    .await
+                    .map_err(backend("delete"))?;
+                if n == 0 {
+                    return Err(StoreError::Conflict);
+                }
+                Ok(true)
+            }
+            Expect::Absent => {
+                // Deleting "nothing" succeeds only when there is nothing.
+                let exists = client
+                    .query_opt(
+                        &prepared(
+                            &client,
+                            "SELECT 1 FROM chart_auth_tokens WHERE account_id = $1",
+                        )
+                        .await?,
+                        &[&account_id],
+                    )
+                    .await
+                    .map_err(backend("delete"))?
+                    .is_some();
+                if exists {
+                    Err(StoreError::Conflict)
+                } else {
+                    Ok(false)
+                }
+            }
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        loop {
+            let page = self.list_page(out.last().map(String::as_str), PAGE).await?;
+            let done = page.len() < PAGE;
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let client = self.pool.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &prepared(
+                    &client,
+                    "SELECT account_id FROM chart_auth_tokens
+                 WHERE $1::TEXT IS NULL OR account_id > $1
+                 ORDER BY account_id LIMIT $2",
+                )
+                .await?,
+                &[&after, &limit],
+            )
+            .await
+            .map_err(backend("list"))?;
+        rows.iter()
+            .map(|r| {
+                r.try_get(0)
+                    .map_err(|_| corrupt("?", "an account_id does not decode"))
+            })
+            .collect()
+    }
+
+    async fn count(&self) -> Result<usize, StoreError> {
+        let client = self.pool.client().await?;
+        let n: i64 = client
+            .query_one(
+                &prepared(&client, "SELECT count(*) FROM chart_auth_tokens").await?,
+                &[],
+            )
+            .await
+            .map_err(backend("count"))?
+            .get(0);
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+}
