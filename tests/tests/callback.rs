@@ -601,6 +601,18 @@ async fn one_session_cannot_fill_the_memory_replay_guard() {
         })
         .replay_guard(guard.clone())
         .build();
+    // A state that fails verification takes no slot.
+    let held = guard.len();
+    let forged = ConnectStateSigner::generate().issue(
+        &Flow::Redirect {
+            redirect_uri: redirect_uri(),
+        },
+        sid().strip_prefix("sid=").unwrap_or(sid()).as_bytes(),
+    );
+    let (resp, _, _) = call(&service, get(&q("some-code", &forged), Some(sid()))).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(guard.len(), held, "a forged state took a slot");
+
     let code = cb.env.mint(true, Scenario::Success);
     let query = q(&code, &cb.redirect_state());
     let (resp, body, _) = call(&service, get(&query, Some(sid()))).await;

@@ -415,6 +415,7 @@ async fn killed_writers_never_lose_acknowledged_records() {
 struct PrivateCluster {
     dir: tempfile::TempDir,
     port: u16,
+    settings: String,
 }
 
 fn pg_bin(name: &str) -> String {
@@ -443,6 +444,53 @@ fn as_postgres(args: &[&str]) {
 
 impl PrivateCluster {
     fn start() -> PrivateCluster {
+        Self::start_with(&[])
+    }
+
+    /// A cluster that requires TLS, with a certificate for 127.0.0.1 signed by a fresh
+    /// CA; gives the cluster and the CA's PEM.
+    fn start_tls() -> (PrivateCluster, String) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let mut leaf_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf_params.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
+        let files = tempfile::tempdir().unwrap();
+        let (cert, key) = (
+            files.path().join("server.crt"),
+            files.path().join("server.key"),
+        );
+        std::fs::write(&cert, leaf.pem()).unwrap();
+        std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+        for f in [&cert, &key] {
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(f)
+                .status()
+                .unwrap();
+            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        Command::new("chmod")
+            .args(["755"])
+            .arg(files.path())
+            .status()
+            .unwrap();
+        let settings = [
+            "-c ssl=on".to_owned(),
+            format!("-c ssl_cert_file={}", cert.display()),
+            format!("-c ssl_key_file={}", key.display()),
+        ];
+        let cluster = Self::start_with(&settings);
+        // Keep the key files as long as the cluster.
+        std::mem::forget(files);
+        (cluster, ca.pem())
+    }
+
+    fn start_with(settings: &[String]) -> PrivateCluster {
         let dir = tempfile::tempdir().unwrap();
         Command::new("chown")
             .args(["postgres:postgres"])
@@ -464,7 +512,11 @@ impl PrivateCluster {
             "-U",
             "postgres",
         ]);
-        let cluster = PrivateCluster { dir, port };
+        let cluster = PrivateCluster {
+            dir,
+            port,
+            settings: settings.join(" "),
+        };
         cluster.ctl("start");
         cluster
     }
@@ -473,9 +525,10 @@ impl PrivateCluster {
         let data = self.dir.path().join("data").display().to_string();
         let log = self.dir.path().join("log").display().to_string();
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 {}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.settings
         );
         as_postgres(&[
             &pg_bin("pg_ctl"),
@@ -764,4 +817,61 @@ async fn a_vault_on_postgres_seals_and_refuses_misfiled_rows() {
         vault.unseal("alice").await.unwrap().expose_secret(),
         "token-a"
     );
+}
+
+#[tokio::test]
+async fn tls_to_the_database_goes_through_the_callers_rustls_config() {
+    let (cluster, ca_pem) = PrivateCluster::start_tls();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let tls = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let url = format!("{}?sslmode=require", cluster.url());
+    let store = PostgresStore::new(&PostgresPool::connect_tls(&url, tls).unwrap());
+    store.migrate().await.unwrap();
+    store
+        .put(&record("a", b"over tls"), Expect::Any)
+        .await
+        .unwrap();
+    assert_eq!(store.get("a").await.unwrap().unwrap().sealed, b"over tls");
+    let (client, conn) = tokio_postgres::connect(&cluster.url(), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let ssl: bool = client
+        .query_one(
+            "SELECT bool_or(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE datname = 'postgres' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the store's connection is encrypted");
+
+    // A CA the server's certificate does not chain to is refused, with a typed error.
+    let stranger = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        })
+        .with_no_client_auth(),
+    );
+    let other = PostgresStore::new(&PostgresPool::connect_tls(&url, stranger).unwrap());
+    assert!(matches!(
+        other.get("a").await,
+        Err(StoreError::Unavailable { .. })
+    ));
 }
