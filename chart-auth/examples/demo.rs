@@ -140,6 +140,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 format!("http://localhost:{port}/api/chart/callback"),
                 format!("http://127.0.0.1:{port}/api/chart/callback"),
             ],
+            allowed_origins: Vec::new(),
         };
         let mock = MockServer::start(MockConfig {
             clients: vec![client.clone()],

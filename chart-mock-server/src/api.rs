@@ -165,6 +165,7 @@ pub(crate) async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp
             60,
         );
     }
+    note.metadata = ctx.chart.code_metadata(code);
     match ctx
         .chart
         .redeem_noting(client_id, code, redirect_uri, &mut note.code_id)

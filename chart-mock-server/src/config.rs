@@ -26,6 +26,11 @@ pub struct ClientConfig {
     /// The whitelisted `redirect_uri`s for the Redirect flow.
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    /// The origins that may embed the Connect page (embedded flow) and receive its
+    /// messages. When empty: the origins of `redirect_uris`, and any `localhost` or
+    /// `127.0.0.1` origin, for local development.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -34,11 +39,35 @@ impl std::fmt::Debug for ClientConfig {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("redirect_uris", &self.redirect_uris)
+            .field("allowed_origins", &self.allowed_origins)
             .finish()
     }
 }
 
 impl ClientConfig {
+    /// Whether the Connect page may post to (and be framed by) `origin`, a normalized
+    /// `scheme://host[:port]`.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        if !self.allowed_origins.is_empty() {
+            return self
+                .allowed_origins
+                .iter()
+                .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin));
+        }
+        let host = origin.split_once("://").map_or("", |(_, rest)| {
+            rest.rsplit_once(':').map_or(rest, |(h, _)| h)
+        });
+        let local = origin.starts_with("http://") && matches!(host, "localhost" | "127.0.0.1");
+        local
+            || self.redirect_uris.iter().any(|r| {
+                r.parse::<http::Uri>().ok().is_some_and(|u| {
+                    u.scheme_str().zip(u.authority()).is_some_and(|(s, a)| {
+                        format!("{s}://{}", a.as_str()).eq_ignore_ascii_case(origin)
+                    })
+                })
+            })
+    }
+
     /// The documented sandbox client.
     pub fn sandbox() -> Self {
         Self {
@@ -48,6 +77,7 @@ impl ClientConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -2,9 +2,18 @@
 //! sandbox outcome. Submitting it untouched connects a `chart-sandbox` account.
 //!
 //! - Redirect flow: `303` to `redirect_uri?code=..&state=..` (or `?error=access_denied`).
-//! - Embedded flow (`app_type=spa`): a `postMessage` of
-//!   `{name: "chart-auth-message", kind, code, state}` to the parent, aimed at
-//!   `sdk_host_url`.
+//! - Embedded flow (`app_type=spa`): a `postMessage` to the parent, aimed at
+//!   `sdk_host_url` and only if that origin is allowed for the client, of every kind
+//!   Chart's React SDK handles: `{name: "chart-auth-message", kind: "success", code,
+//!   state}`, `{kind: "error", error}` (a denied outcome, or bad parameters) and
+//!   `{kind: "closed"}` (the Close control, or Escape).
+//!
+//! The page is served at `/` too: the React SDK's dev mode (`chartDevMode: true`) loads
+//! `http://localhost:3000/?client_id=..&app_type=spa&...`. Its options mean something
+//! here: `providers` limits and orders the provider list, `flow` is shown, `metadata`
+//! (JSON) is kept with the code and shown in the journal, `overlay` sets the backdrop
+//! colour (validated as a CSS colour), `session_settings_id` is accepted. Unknown
+//! parameters are ignored, as Chart's page does.
 //!
 //! An unknown client or unregistered `redirect_uri` gets a 400 page, never a redirect.
 
@@ -23,43 +32,122 @@ struct Params {
     redirect_uri: Option<String>,
     state: String,
     spa: bool,
+    /// The embedding page's origin (`scheme://host[:port]`), when well formed.
     sdk_host_url: Option<String>,
     provider_id: String,
     outcome: Scenario,
+    /// The providers offered, in order (`providers=a,b`); all when absent.
+    providers: Option<Vec<String>>,
+    flow: Option<String>,
+    metadata: Option<String>,
+    session_settings_id: Option<String>,
+    overlay: Option<String>,
+}
+
+/// The longest `state`, `metadata` or other free-form value accepted.
+const MAX_PARAM_LEN: usize = 4096;
+
+/// An `http(s)://host[:port]` origin, normalized; `None` for anything else.
+fn origin_of(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str().filter(|s| *s == "http" || *s == "https")?;
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    Some(format!(
+        "{scheme}://{}",
+        authority.as_str().to_ascii_lowercase()
+    ))
+}
+
+/// A CSS colour the page may use as its backdrop: `#rgb`, `#rrggbb`, `#rrggbbaa`,
+/// `rgb(..)`/`rgba(..)` of numbers, or a colour keyword. Nothing else reaches the CSS.
+fn css_colour(value: &str) -> Option<String> {
+    let v = value.trim();
+    let hex =
+        |h: &str| matches!(h.len(), 3 | 4 | 6 | 8) && h.chars().all(|c| c.is_ascii_hexdigit());
+    let ok = if let Some(h) = v.strip_prefix('#') {
+        hex(h)
+    } else if let Some(args) = v
+        .strip_prefix("rgba(")
+        .or_else(|| v.strip_prefix("rgb("))
+        .and_then(|a| a.strip_suffix(')'))
+    {
+        let parts: Vec<&str> = args.split(',').map(str::trim).collect();
+        matches!(parts.len(), 3 | 4)
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_digit() || c == '.' || c == '%')
+            })
+    } else {
+        !v.is_empty() && v.len() <= 32 && v.chars().all(|c| c.is_ascii_alphabetic())
+    };
+    ok.then(|| v.to_owned())
 }
 
 fn parse(pairs: &[u8]) -> Result<Params, String> {
     let map: HashMap<String, String> = form_urlencoded::parse(pairs).into_owned().collect();
     let get = |k: &str| map.get(k).filter(|v| !v.is_empty()).cloned();
-    let client_id = get("client_id").ok_or("The client_id parameter is missing.")?;
-    let state = get("state").unwrap_or_default();
-    if state.len() > 4096 {
-        return Err("The state parameter is too long.".into());
-    }
     let spa = get("app_type").as_deref() == Some("spa");
-    let sdk_host_url = get("sdk_host_url");
-    if spa {
-        let origin = sdk_host_url
-            .as_deref()
-            .ok_or("The embedded flow needs sdk_host_url.")?;
-        if !(origin.starts_with("http://") || origin.starts_with("https://")) {
-            return Err("sdk_host_url must be an http(s) origin.".into());
+    // The origin first, so that an embedded page can report every later error.
+    let sdk_host_url = get("sdk_host_url").as_deref().and_then(origin_of);
+    let mut p = Params {
+        spa,
+        sdk_host_url,
+        ..Params::default()
+    };
+    p.client_id = get("client_id").ok_or("The client_id parameter is missing.")?;
+    p.state = get("state").unwrap_or_default();
+    for (name, value) in [("state", &p.state)] {
+        if value.len() > MAX_PARAM_LEN {
+            return Err(format!("The {name} parameter is too long."));
         }
     }
-    let provider_id = get("provider_id").unwrap_or_else(|| "chart-sandbox".into());
-    let outcome = match get("outcome") {
+    if spa && p.sdk_host_url.is_none() {
+        return Err("The embedded flow needs sdk_host_url, an http(s) origin.".into());
+    }
+    p.provider_id = get("provider_id").unwrap_or_else(|| "chart-sandbox".into());
+    p.outcome = match get("outcome") {
         None => Scenario::Success,
         Some(o) => Scenario::parse(&o).ok_or("Unknown outcome.")?,
     };
-    Ok(Params {
-        client_id,
-        redirect_uri: get("redirect_uri"),
-        state,
-        spa,
-        sdk_host_url,
-        provider_id,
-        outcome,
-    })
+    p.redirect_uri = get("redirect_uri");
+    p.providers = get("providers").map(|list| {
+        let mut seen = Vec::new();
+        for id in list.split(',').map(str::trim) {
+            if PROVIDERS.iter().any(|(known, _)| *known == id) && !seen.iter().any(|s| s == id) {
+                seen.push(id.to_owned());
+            }
+        }
+        seen
+    });
+    if p.providers.as_ref().is_some_and(Vec::is_empty) {
+        return Err("None of the requested providers is known.".into());
+    }
+    p.flow = get("flow");
+    if let Some(flow) = &p.flow
+        && (flow.len() > 64
+            || !flow
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        return Err("The flow parameter is not a flow name.".into());
+    }
+    p.metadata = get("metadata");
+    if let Some(m) = &p.metadata
+        && (m.len() > MAX_PARAM_LEN
+            || !serde_json::from_str::<serde_json::Value>(m).is_ok_and(|v| v.is_object()))
+    {
+        return Err("The metadata parameter must be a JSON object.".into());
+    }
+    p.session_settings_id = get("session_settings_id").filter(|s| s.len() <= 256);
+    p.overlay = match get("overlay") {
+        None => None,
+        Some(o) => Some(css_colour(&o).ok_or("The overlay parameter must be a CSS colour.")?),
+    };
+    Ok(p)
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -94,7 +182,7 @@ h1{font-size:1.3rem;margin:0 0 4px}p.sub{color:#5b6478;margin:0 0 22px;font-size
 label{display:block;font-weight:600;font-size:.85rem;margin:14px 0 6px}
 select,button{width:100%;font-size:1rem;padding:10px 12px;border-radius:8px;border:1px solid #cfd5e3;background:#fff}
 button{background:#2f5bea;color:#fff;border:0;font-weight:600;margin-top:24px;cursor:pointer}
-button:hover{background:#2247c4}.badge{display:inline-block;background:#fff4d6;color:#7a5600;border-radius:6px;padding:2px 8px;font-size:.75rem;font-weight:600;margin-bottom:12px}
+button:hover{background:#2247c4}button.secondary{background:#fff;color:#1d2433;border:1px solid #cfd5e3;margin-top:10px}.badge{display:inline-block;background:#fff4d6;color:#7a5600;border-radius:6px;padding:2px 8px;font-size:.75rem;font-weight:600;margin-bottom:12px}
 .err{color:#b42318}";
 
 fn page_shell(title: &str, inner: &str) -> String {
@@ -103,6 +191,35 @@ fn page_shell(title: &str, inner: &str) -> String {
          <title>{}</title><style>{STYLE}</style></head><body><main>{inner}</main></body></html>",
         esc(title)
     )
+}
+
+/// A refused page. In the embedded flow it also posts an `error` message, so the
+/// SDK's `onError` fires; the message carries no code, so any origin may see it.
+fn refusal(pairs: &[u8], message: &str) -> Resp {
+    let map: HashMap<String, String> = form_urlencoded::parse(pairs).into_owned().collect();
+    let spa = map.get("app_type").is_some_and(|v| v == "spa");
+    let origin = map.get("sdk_host_url").and_then(|u| origin_of(u));
+    match (spa, origin) {
+        (true, Some(origin)) => {
+            let post = serde_json::json!({"name": "chart-auth-message", "kind": "error", "error": message});
+            let script = format!(
+                "<script>window.parent.postMessage({}, {});</script>",
+                script_json(&post),
+                script_json(&serde_json::Value::from(origin)),
+            );
+            let mut resp = error_page(message);
+            let body = page_shell(
+                "Chart Connect: error",
+                &format!(
+                    "<h1>Chart Connect</h1><p class=err id=error>{}</p>{script}",
+                    esc(message)
+                ),
+            );
+            *resp.body_mut() = crate::response::MockBody::Full(Some(body.into()));
+            resp
+        }
+        _ => error_page(message),
+    }
 }
 
 fn error_page(message: &str) -> Resp {
@@ -118,10 +235,16 @@ fn error_page(message: &str) -> Resp {
     )
 }
 
-/// Checks the client and, for the Redirect flow, that `redirect_uri` is registered.
+/// Checks the client and, for the Redirect flow, that `redirect_uri` is registered; for
+/// the embedded flow, that the embedding origin is allowed for the client.
 fn check(ctx: &Ctx, p: &Params) -> Result<(), String> {
     let client = ctx.chart.client(&p.client_id).ok_or("Unknown client_id.")?;
-    if !p.spa {
+    if p.spa {
+        let origin = p.sdk_host_url.as_deref().unwrap_or_default();
+        if !client.allows_origin(origin) {
+            return Err("This sdk_host_url is not an allowed origin for the client.".into());
+        }
+    } else {
         let uri = p
             .redirect_uri
             .as_deref()
@@ -145,7 +268,7 @@ pub(crate) async fn page(ctx: &Ctx, req: Request<hyper::body::Incoming>) -> Resp
             let query = req.uri().query().unwrap_or("").as_bytes().to_vec();
             match parse(&query).and_then(|p| check(ctx, &p).map(|()| p)) {
                 Ok(p) => form(&p),
-                Err(e) => error_page(&e),
+                Err(e) => refusal(&query, &e),
             }
         }
         Method::POST => {
@@ -155,7 +278,7 @@ pub(crate) async fn page(ctx: &Ctx, req: Request<hyper::body::Incoming>) -> Resp
             };
             match parse(&body).and_then(|p| check(ctx, &p).map(|()| p)) {
                 Ok(p) => submit(ctx, &p),
-                Err(e) => error_page(&e),
+                Err(e) => refusal(&body, &e),
             }
         }
         _ => {
@@ -176,14 +299,22 @@ fn form(p: &Params) -> Resp {
             format!("<input type=hidden name={name} value=\"{}\">", esc(v))
         })
     };
-    let providers: String = PROVIDERS
+    let offered: Vec<(&str, &str)> = match &p.providers {
+        Some(ids) => ids
+            .iter()
+            .filter_map(|id| PROVIDERS.iter().find(|(known, _)| known == id).copied())
+            .collect(),
+        None => PROVIDERS.to_vec(),
+    };
+    let default = if offered.iter().any(|(id, _)| *id == "chart-sandbox") {
+        "chart-sandbox"
+    } else {
+        offered.first().map_or("chart-sandbox", |(id, _)| id)
+    };
+    let providers: String = offered
         .iter()
         .map(|(id, label)| {
-            let selected = if *id == "chart-sandbox" {
-                " selected"
-            } else {
-                ""
-            };
+            let selected = if *id == default { " selected" } else { "" };
             format!("<option value=\"{id}\"{selected}>{}</option>", esc(label))
         })
         .collect();
@@ -208,21 +339,65 @@ fn form(p: &Params) -> Resp {
             )
         })
         .collect();
+    let flow = p.flow.as_deref().map_or(String::new(), |f| {
+        format!("<p class=sub id=flow>Flow: <b>{}</b></p>", esc(f))
+    });
+    // The embedded flow can be closed: a Close control and Escape post `closed`.
+    let (close, close_script) = match (&p.spa, &p.sdk_host_url) {
+        (true, Some(origin)) => {
+            let post = serde_json::json!({"name": "chart-auth-message", "kind": "closed"});
+            (
+                "<button type=button id=close class=secondary aria-label=\"Close Chart Connect\">Close</button>"
+                    .to_owned(),
+                format!(
+                    "<script>(function(){{var m={},o={};function c(){{window.parent.postMessage(m,o);}}\
+                     document.getElementById('close').addEventListener('click',c);\
+                     document.addEventListener('keydown',function(e){{if(e.key==='Escape')c();}});}})();</script>",
+                    script_json(&post),
+                    script_json(&serde_json::Value::from(origin.as_str())),
+                ),
+            )
+        }
+        _ => (String::new(), String::new()),
+    };
     let inner = format!(
         "<span class=badge>SANDBOX · mock</span><h1>Connect your tax account</h1>\
-         <p class=sub>Pick a provider and what the sandbox should do.</p>\
+         <p class=sub>Pick a provider and what the sandbox should do.</p>{flow}\
          <form method=post action=\"/connect\" id=connect-form>\
-         {}{}{}{}{}\
+         {}{}{}{}{}{}{}{}{}\
          <label for=provider_id>Tax provider</label><select id=provider_id name=provider_id>{providers}</select>\
          <label for=outcome>Sandbox outcome</label><select id=outcome name=outcome>{outcomes}</select>\
-         <button type=submit id=connect>Connect</button></form>",
+         <button type=submit id=connect>Connect</button>{close}</form>{close_script}",
         hidden("client_id", Some(&p.client_id)),
         hidden("redirect_uri", p.redirect_uri.as_deref()),
         hidden("state", Some(&p.state)),
         hidden("app_type", p.spa.then_some("spa")),
         hidden("sdk_host_url", p.sdk_host_url.as_deref()),
+        hidden("metadata", p.metadata.as_deref()),
+        hidden("flow", p.flow.as_deref()),
+        hidden("session_settings_id", p.session_settings_id.as_deref()),
+        hidden("overlay", p.overlay.as_deref()),
     );
-    html(StatusCode::OK, page_shell("Chart Connect (mock)", &inner))
+    let mut page = page_shell("Chart Connect (mock)", &inner);
+    if let Some(colour) = &p.overlay {
+        // Validated by `css_colour`: only a colour can reach this rule.
+        page = page.replace("</style>", &format!("body{{background:{colour}}}</style>"));
+    }
+    framed_by(html(StatusCode::OK, page), p)
+}
+
+/// In the embedded flow, only the embedding origin may frame the page.
+fn framed_by(mut resp: Resp, p: &Params) -> Resp {
+    if let (true, Some(origin)) = (p.spa, &p.sdk_host_url)
+        && let Ok(csp) = http::HeaderValue::from_str(&format!(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+             form-action 'self'; frame-ancestors {origin}"
+        ))
+    {
+        resp.headers_mut()
+            .insert(http::header::CONTENT_SECURITY_POLICY, csp);
+    }
+    resp
 }
 
 fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
@@ -242,6 +417,7 @@ fn submit(ctx: &Ctx, p: &Params) -> Resp {
             provider_id: Some(p.provider_id.clone()),
             redirect_uri: if p.spa { None } else { p.redirect_uri.clone() },
             scenario: Some(p.outcome),
+            metadata: p.metadata.clone(),
         };
         match ctx.chart.mint(&mint) {
             Ok(m) => Some(m.code),
@@ -271,5 +447,8 @@ fn submit(ctx: &Ctx, p: &Params) -> Resp {
         script_json(&message),
         script_json(&target),
     );
-    html(StatusCode::OK, page_shell("Chart Connect (mock)", &inner))
+    framed_by(
+        html(StatusCode::OK, page_shell("Chart Connect (mock)", &inner)),
+        p,
+    )
 }

@@ -57,6 +57,7 @@ pub(crate) async fn handle(
         client_id: note.client_id,
         code_id: note.code_id,
         fault: fault.as_ref().map(|f| f.kind),
+        metadata: note.metadata,
     });
     tracing::info!(%method, status, request_id, fault = ?fault.as_ref().map(|f| f.kind), "request");
 
@@ -154,7 +155,8 @@ async fn route(
         "/auth/token" => api::token(ctx, req, note).await,
         "/introspect" => api::bearer_endpoint(ctx, req, Method::GET, note),
         "/disconnect" => api::bearer_endpoint(ctx, req, Method::POST, note),
-        "/connect" => connect::page(ctx, req).await,
+        // `/` too: the React SDK's dev mode loads http://localhost:3000/?...
+        "/connect" | "/" => connect::page(ctx, req).await,
         _ => error_std(StatusCode::NOT_FOUND, "No such endpoint."),
     }
 }

@@ -91,6 +91,9 @@ pub struct MintRequest {
     /// What the exchange does (default `success`).
     #[serde(default)]
     pub scenario: Option<Scenario>,
+    /// The React SDK's `metadata` (JSON text), kept with the code for the journal.
+    #[serde(default)]
+    pub metadata: Option<String>,
 }
 
 /// A freshly minted code.
@@ -125,6 +128,7 @@ struct CodeEntry {
     provider_id: String,
     redirect_uri: Option<String>,
     scenario: Scenario,
+    metadata: Option<String>,
     expires_at: u64,
     /// `None` while unused; `Some(token)` once spent (the token it gave, if any).
     spent: Option<Option<String>>,
@@ -273,6 +277,9 @@ pub struct JournalEntry {
     /// The fault applied, if any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub fault: Option<FaultKind>,
+    /// The React SDK's `metadata` kept with the code that this request used.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub metadata: Option<String>,
 }
 
 /// The mock's state, shared by every connection.
@@ -398,6 +405,7 @@ impl Chart {
             provider_id,
             redirect_uri: req.redirect_uri.clone(),
             scenario: req.scenario.unwrap_or_default(),
+            metadata: req.metadata.clone(),
             expires_at: self.now().saturating_add(self.code_ttl),
             spent: None,
             rate_limited_once: false,
@@ -413,6 +421,14 @@ impl Chart {
     /// The non-secret id of a code, if the mock knows it.
     pub fn code_id(&self, code: &str) -> Option<String> {
         lock(&self.codes).map.get(code).map(|c| c.id.clone())
+    }
+
+    /// The `metadata` kept with a code, if any.
+    pub fn code_metadata(&self, code: &str) -> Option<String> {
+        lock(&self.codes)
+            .map
+            .get(code)
+            .and_then(|c| c.metadata.clone())
     }
 
     /// How many codes the mock holds (unused and spent).

@@ -39,6 +39,7 @@ pub(crate) struct Note {
     pub(crate) outcome: Option<String>,
     pub(crate) client_id: Option<String>,
     pub(crate) code_id: Option<String>,
+    pub(crate) metadata: Option<String>,
 }
 
 pub(crate) fn api_version_error(req: &Request<hyper::body::Incoming>) -> Option<Resp> {

@@ -98,6 +98,7 @@ async fn outstanding_codes_are_capped_and_the_oldest_evicted() {
                     client_id: None,
                     code_id: None,
                     fault: None,
+                    metadata: None,
                 }
             }));
     }

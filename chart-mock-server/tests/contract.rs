@@ -529,8 +529,111 @@ async fn connect_page(t: Target) {
     );
 }
 
+/// Chart's React SDK in dev mode loads `http://localhost:3000/?...` in an iframe.
+async fn react_sdk_dev_mode(t: Target) {
+    let host = "http%3A%2F%2Flocalhost%3A5173";
+    let query = |extra: &str| {
+        format!(
+            "/?client_id={CLIENT}&app_type=spa&redirect_uri=http%3A%2F%2Flocalhost%3A4001\
+             &sdk_host_url={host}&state=s1&sdk_version=react-4.10.0{extra}"
+        )
+    };
+    let page = t
+        .send(
+            Method::GET,
+            &query("&flow=irs-8821&providers=irs,nope,turbotax&metadata=%7B%22plan%22%3A%22pro%22%7D&session_settings_id=ss1&overlay=%23112233&unknown=1"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    // Only the embedding site may frame it.
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors http://localhost:5173"),
+        "{csp}"
+    );
+    // providers: known ones only, in the order given.
+    let options: Vec<&str> = html
+        .split("<option value=\"")
+        .skip(1)
+        .map(|o| o.split('"').next().unwrap())
+        .filter(|v| !["success", "server_error", "rate_limited", "slow", "denied"].contains(v))
+        .collect();
+    assert_eq!(options, ["irs", "turbotax"]);
+    assert!(html.contains("irs-8821"), "the flow is shown");
+    assert!(
+        html.contains("body{background:#112233}"),
+        "the overlay colour"
+    );
+    assert!(html.contains("id=close"), "a Close control");
+    assert!(
+        html.contains("\"kind\":\"closed\""),
+        "Close and Escape post `closed`"
+    );
+
+    // The overlay is a colour or nothing: no CSS or markup gets through.
+    for bad in [
+        "red;}body{display:none",
+        "url(https://evil.example/x)",
+        "%3C%2Fstyle%3E",
+    ] {
+        let a = t
+            .send(Method::GET, &query(&format!("&overlay={bad}")), &[], "")
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}");
+        let html = String::from_utf8_lossy(&a.body);
+        assert!(!html.contains("display:none") && !html.contains("evil.example/x"));
+        // The SDK still hears about it: an `error` message, so onError fires.
+        assert!(html.contains("\"kind\":\"error\""), "{html}");
+    }
+
+    // An origin the client does not allow never receives a code.
+    let form = format!(
+        "client_id={CLIENT}&state=s2&app_type=spa&sdk_host_url=https%3A%2F%2Fevil.example&outcome=success"
+    );
+    let a = t.send(Method::POST, "/connect", &[], form).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(!String::from_utf8_lossy(&a.body).contains("\"code\""));
+
+    // metadata is kept with the code and shown in the journal entry of its exchange.
+    let form = format!(
+        "client_id={CLIENT}&state=s3&app_type=spa&sdk_host_url={host}&metadata=%7B%22plan%22%3A%22pro%22%7D"
+    );
+    let a = t.send(Method::POST, "/", &[], form).await;
+    let html = String::from_utf8_lossy(&a.body).into_owned();
+    assert!(
+        html.contains(", \"http://localhost:5173\");"),
+        "aimed at the host only"
+    );
+    let code = html
+        .split("\"code\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(t.exchange(code, None).await.status, StatusCode::OK);
+    let journal = t.journal().await;
+    let exchange = journal
+        .iter()
+        .rev()
+        .find(|e| e["path"] == "/auth/token")
+        .unwrap();
+    assert_eq!(exchange["metadata"], "{\"plan\":\"pro\"}");
+
+    // Denied: an `error` message with access_denied.
+    let form =
+        format!("client_id={CLIENT}&state=s4&app_type=spa&sdk_host_url={host}&outcome=denied");
+    let a = t.send(Method::POST, "/connect", &[], form).await;
+    let html = String::from_utf8_lossy(&a.body);
+    assert!(html.contains("\"kind\":\"error\"") && html.contains("access_denied"));
+}
+
 contract! {
     success_has_the_contract_shape("") => success_shape;
+    react_sdk_dev_mode_page("") => react_sdk_dev_mode;
     invalid_request_rows_do_not_spend_codes("") => invalid_request_rows;
     invalid_client_is_one_message("") => invalid_client_rows;
     invalid_grant_rows_cover_every_case("") => invalid_grant_rows;

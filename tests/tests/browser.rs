@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,10 @@ use tokio::net::TcpListener;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// chromedriver and a headless Chromium session; both end on drop.
+///
+/// chromedriver runs in a process group of its own, with the Chromium it starts, so
+/// that dropping this kills all of them before the profile directory is removed
+/// (`Drop` cannot await the WebDriver session's end).
 struct Browser {
     client: Client,
     driver: Child,
@@ -31,8 +36,22 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Wait until no process of the group is left, so the profile can go.
+        for _ in 0..100 {
+            let alive = Command::new("kill")
+                .args(["-0", "--", &group])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !alive {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -47,6 +66,7 @@ fn free_port() -> u16 {
 async fn browser() -> Browser {
     let port = free_port();
     let driver = Command::new("chromedriver")
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -59,6 +79,8 @@ async fn browser() -> Browser {
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      "--no-first-run", "--window-size=1200,900",
+                     "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
+                     "--disable-backgrounding-occluded-windows",
                      format!("--user-data-dir={}", profile.path().display())]
         }
     });
@@ -96,6 +118,7 @@ async fn mock_with_redirect(redirect: &str) -> (MockServer, ChartConnect<MemoryS
         client_id: "browser-client".into(),
         client_secret: "browser-secret".into(),
         redirect_uris: vec![redirect.to_owned()],
+        allowed_origins: Vec::new(),
     };
     let mock = MockServer::start(MockConfig {
         clients: vec![client],
@@ -417,4 +440,235 @@ async fn the_demo_connects_accounts_in_both_flows_and_seals_them() {
             "a plaintext token on disk"
         );
     }
+}
+
+/// Builds `tests/react` (Chart's published React SDK, bundled unmodified) and gives the
+/// bundle. `.ci/run` installs its npm packages.
+fn react_bundle() -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("react");
+    assert!(
+        dir.join("node_modules/@chartapi/react-connect").exists(),
+        "run `npm ci --prefix tests/react` first (.ci/run does)"
+    );
+    let status = Command::new("npm")
+        .args(["run", "-s", "build"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "esbuild bundled the page");
+    std::fs::read_to_string(dir.join("dist/app.js")).unwrap()
+}
+
+/// Serves the React page at `/` and its bundle at `/app.js`, and gives each event the
+/// page reports to `POST /event`.
+async fn serve_react_page(
+    bundle: String,
+) -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bundle = Arc::new(bundle);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (bundle, tx) = (bundle.clone(), tx.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| {
+                        let (bundle, tx) = (bundle.clone(), tx.clone());
+                        async move {
+                            let (body, kind) = match req.uri().path() {
+                            "/event" => {
+                                let bytes = http_body_util::BodyExt::collect(req.into_body()).await.unwrap().to_bytes();
+                                let _ = tx.send(serde_json::from_slice(&bytes).unwrap_or_default());
+                                (String::new(), "text/plain")
+                            }
+                            "/app.js" => (bundle.as_str().to_owned(), "text/javascript"),
+                            _ => (
+                                "<!doctype html><meta charset=utf-8><div id=root></div><script src=/app.js></script>"
+                                    .to_owned(),
+                                "text/html",
+                            ),
+                        };
+                            let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+                            resp.headers_mut()
+                                .insert("content-type", http::HeaderValue::from_static(kind));
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Opens Chart Connect through the SDK and waits for the mock's page in its iframe.
+async fn open_connect(b: &Browser, page: &str) {
+    b.client.goto(page).await.unwrap();
+    b.client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#open"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#chart-connect-iframe"))
+        .await
+        .unwrap();
+    b.client.enter_frame(0).await.unwrap();
+    b.client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#connect"))
+        .await
+        .unwrap();
+}
+
+/// Clicks a control of the Connect page from a script in its frame, then returns to
+/// the top frame, which the SDK's callbacks run in (chromedriver lets the frame's
+/// navigation finish once a command leaves the frame).
+async fn press(b: &Browser, selector: &str) {
+    b.client
+        .execute(
+            "document.querySelector(arguments[0]).click(); return true;",
+            vec![serde_json::Value::from(selector)],
+        )
+        .await
+        .unwrap();
+    b.client.enter_parent_frame().await.unwrap();
+}
+
+/// The next event the page's callbacks reported.
+async fn next_event(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) -> serde_json::Value {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("a callback fired")
+        .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, chromedriver and npm; .ci/run runs it"]
+async fn chart_react_sdk_in_dev_mode_works_with_the_mock_unmodified() {
+    let bundle = react_bundle();
+    // Dev mode hard-codes http://localhost:3000 as Chart Connect.
+    let mock = MockServer::start(MockConfig {
+        addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+        ..MockConfig::default()
+    })
+    .await
+    .expect("port 3000 is free (the React SDK's dev mode needs it)");
+    let sdk = ChartConnect::new(
+        ChartClient::new(
+            Config::builder(
+                chart_mock_server::SANDBOX_CLIENT_ID,
+                ClientSecret::new(chart_mock_server::SANDBOX_CLIENT_SECRET),
+            )
+            .api_base(mock.url())
+            .build()
+            .unwrap(),
+        )
+        .unwrap(),
+        ConnectStateSigner::generate(),
+        Arc::new(Vault::new(
+            chart_mock_server::SANDBOX_CLIENT_ID,
+            Keyring::generate(),
+            MemoryStore::default(),
+        )),
+    );
+    let start = sdk.begin_connect(Flow::Embedded, b"react-user").unwrap();
+    // The page must be on `localhost` for the SDK to use dev mode.
+    let (host, mut events) = serve_react_page(bundle).await;
+    let page = |extra: &str| {
+        format!(
+            "http://localhost:{}/?client_id={}&state={}{extra}",
+            host.port(),
+            chart_mock_server::SANDBOX_CLIENT_ID,
+            start.state
+        )
+    };
+    let b = browser().await;
+
+    // 1. Success with the defaults: onSuccess gets the code and the same state, and the
+    // code exchanges with no redirect_uri.
+    open_connect(&b, &page("")).await;
+    press(&b, "#connect").await;
+    let got = next_event(&mut events).await;
+    assert_eq!(got["kind"], "success", "{got:?}");
+    assert_eq!(got["state"], start.state.as_str());
+    let received = sdk
+        .receive_code(
+            AuthorizationCode::new(got["code"].as_str().unwrap()),
+            &start.state,
+            b"react-user",
+            FlowKind::Embedded,
+        )
+        .unwrap();
+    let stored = sdk.complete(received).await.expect("the code exchanges");
+    assert_eq!(stored.provider_id().as_str(), "chart-sandbox");
+    let exchange = mock
+        .journal()
+        .into_iter()
+        .find(|e| e.path == "/auth/token")
+        .unwrap();
+    assert_eq!(exchange.outcome, "success");
+    assert_eq!(exchange.metadata.as_deref(), Some(r#"{"plan":"pro"}"#));
+
+    // 2. The denied outcome fires onError.
+    open_connect(&b, &page("")).await;
+    b.client
+        .find(Locator::Css("#outcome"))
+        .await
+        .unwrap()
+        .select_by_value("denied")
+        .await
+        .unwrap();
+    press(&b, "#connect").await;
+    let got = next_event(&mut events).await;
+    assert_eq!(got["kind"], "error", "{got:?}");
+    assert_eq!(got["errorMessage"], "access_denied");
+
+    // 3. Close fires onClose, from the control and from Escape.
+    open_connect(&b, &page("")).await;
+    press(&b, "#close").await;
+    assert_eq!(next_event(&mut events).await["kind"], "closed");
+    open_connect(&b, &page("")).await;
+    b.client
+        .find(Locator::Css("#connect"))
+        .await
+        .unwrap()
+        .send_keys("\u{e00c}")
+        .await
+        .unwrap();
+    b.client.enter_parent_frame().await.unwrap();
+    assert_eq!(next_event(&mut events).await["kind"], "closed");
+
+    // 4. providers filters the list, in the order given.
+    open_connect(&b, &page("&providers=irs,turbotax")).await;
+    let mut offered = Vec::new();
+    for option in b
+        .client
+        .find_all(Locator::Css("#provider_id option"))
+        .await
+        .unwrap()
+    {
+        offered.push(option.attr("value").await.unwrap().unwrap());
+    }
+    assert_eq!(offered, ["irs", "turbotax"]);
+    b.client.enter_parent_frame().await.unwrap();
 }

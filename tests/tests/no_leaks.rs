@@ -56,6 +56,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         client_id: "leak-test-client".into(),
         client_secret: client_secret.clone(),
         redirect_uris: vec![redirect_uri()],
+        allowed_origins: Vec::new(),
     }];
     let mock = MockServer::start(config).await.unwrap();
     let build = |secret: &str| {
@@ -103,6 +104,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
             provider_id: None,
             redirect_uri: redirect.then(redirect_uri),
             scenario: Some(scenario),
+            metadata: None,
         })
         .unwrap()
         .code

@@ -11,9 +11,10 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Where to listen; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:4010")]
-    addr: SocketAddr,
+    /// Where to listen: `127.0.0.1:4010`, a host name (`localhost:3000`) or a bare port
+    /// (`3000`, on 127.0.0.1); port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:4010", value_parser = parse_addr)]
+    addr: Listen,
     /// A TOML config file (clients, code_ttl_secs, ...).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -26,6 +27,50 @@ struct Args {
     /// The bearer token the control plane requires from non-loopback clients.
     #[arg(long, env = "CHART_MOCK_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+}
+
+/// A listen address, and the host name to print in URLs.
+#[derive(Clone, Debug)]
+struct Listen {
+    addr: SocketAddr,
+    host: String,
+}
+
+/// `IP:PORT`, `HOST:PORT` or a bare `PORT`. `localhost` listens on 127.0.0.1, which is
+/// where browsers reach `http://localhost` too.
+fn parse_addr(text: &str) -> Result<Listen, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(Listen {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            host: "127.0.0.1".into(),
+        });
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(Listen {
+            addr,
+            host: addr.ip().to_string(),
+        });
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not HOST:PORT, IP:PORT or a port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port number"))?;
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(Listen {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            host: "localhost".into(),
+        });
+    }
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host:?} has no address"))?;
+    Ok(Listen {
+        addr,
+        host: host.to_owned(),
+    })
 }
 
 #[tokio::main]
@@ -52,12 +97,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => MockConfig::load(path)?,
         None => MockConfig::default(),
     };
-    config.addr = args.addr;
+    config.addr = args.addr.addr;
     config.tls = args.tls;
     config.admin_token = args.admin_token.filter(|t| !t.is_empty());
     let server = MockServer::start(config).await?;
 
-    println!("chart-mock-server listening on {}", server.url());
+    let scheme = if server.ca_pem().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{}:{}", args.addr.host, server.addr().port());
+    println!("chart-mock-server listening on {url}");
     if let Some(pem) = server.ca_pem() {
         let path = args.ca_out.unwrap_or_else(|| {
             std::env::temp_dir().join(format!("chart-mock-server-{}-ca.pem", server.addr().port()))
@@ -76,9 +127,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!(
-        "Connect page:  {}/connect?client_id=...&redirect_uri=...&state=...",
-        server.url()
+        "Connect page:  {url}/connect?client_id=...&redirect_uri=...&state=... (also at {url}/)"
     );
+    if server.addr().port() == 3000 && scheme == "http" {
+        println!("React SDK: use chartDevMode: true; this mock answers at http://localhost:3000");
+    } else {
+        println!(
+            "React SDK: its dev mode (chartDevMode: true) loads http://localhost:3000; start with --addr localhost:3000"
+        );
+    }
     println!(
         "control plane: {}/__chart/health (loopback open; others need the admin token)",
         server.url()

@@ -42,6 +42,7 @@ pub fn mock_config() -> MockConfig {
         client_id: OTHER_CLIENT.into(),
         client_secret: "other-secret".into(),
         redirect_uris: vec![redirect_uri()],
+        allowed_origins: Vec::new(),
     });
     config
 }
@@ -88,6 +89,7 @@ impl Env {
                 provider_id: Some("turbotax".into()),
                 redirect_uri: redirect.then(redirect_uri),
                 scenario: Some(scenario),
+                metadata: None,
             })
             .expect("mint")
             .code
