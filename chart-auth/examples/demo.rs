@@ -109,6 +109,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // The vault: a FileStore under the data directory, and a key made on first run.
     let key_path = args.data_dir.join("keyring");
     std::fs::create_dir_all(&args.data_dir)?;
+    // The directory holds a vault key: keep it out of git wherever it is created.
+    let ignore = args.data_dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(
+            &ignore,
+            "# chart-auth demo data: a vault key and sealed tokens\n*\n",
+        )?;
+    }
     let keyring = if key_path.exists() {
         println!("· vault key loaded from {}", key_path.display());
         Keyring::load(&key_path)?

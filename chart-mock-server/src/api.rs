@@ -153,7 +153,16 @@ pub(crate) async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp
     }
     if !ctx.chart.authenticate(client_id, secret) {
         note.code_id = ctx.chart.code_id(code);
-        return error_std(StatusCode::UNAUTHORIZED, "Client authentication failed.");
+        // One message for an unknown client and a wrong secret. On a mock that runs only
+        // the documented sandbox client, say which it is: a copied `<your_client_id>`
+        // is the usual first mistake.
+        let message = if ctx.chart.sandbox_only() {
+            "Client authentication failed. This mock runs only the sandbox client: \
+             client_id chart-sandbox-client."
+        } else {
+            "Client authentication failed."
+        };
+        return error_std(StatusCode::UNAUTHORIZED, message);
     }
     if !ctx.chart.take_rate() {
         note.code_id = ctx.chart.code_id(code);
@@ -238,7 +247,11 @@ pub(crate) fn bearer_endpoint(
         )
     };
     let Some(token) = bearer(&req) else {
-        return invalid();
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token_error",
+            "The access token is missing: send Authorization: Bearer <access_token>.",
+        );
     };
     let Some(info) = ctx.chart.introspect(token) else {
         return invalid();

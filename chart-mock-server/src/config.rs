@@ -181,22 +181,51 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// toml's message with where it happened: `line 2, column 17, key code_ttl_secs: ...`.
+/// The line's text is not quoted, so a secret on it is not echoed.
+fn located(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        });
+    match key {
+        Some(key) => format!("line {line}, column {column}, key {key}: {}", e.message()),
+        None => format!("line {line}, column {column}: {}", e.message()),
+    }
+}
+
 impl MockConfig {
     /// Parses the TOML of `--config` and checks it.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Self =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_owned()))?;
+            toml::from_str(text).map_err(|e| ConfigError::Parse(located(text, &e)))?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Reads and parses a config file.
+    /// Reads and parses a config file; errors name the file, the line and the key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text)
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse(m) => ConfigError::Parse(format!("{}: {m}", path.display())),
+            ConfigError::Invalid(m) => ConfigError::Invalid(format!("{}: {m}", path.display())),
+            other => other,
+        })
     }
 
     /// Checks that the values make sense.

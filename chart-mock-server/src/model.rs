@@ -423,6 +423,15 @@ impl Chart {
         lock(&self.codes).map.get(code).map(|c| c.id.clone())
     }
 
+    /// Whether the only client is the documented sandbox client (no `--config`).
+    pub fn sandbox_only(&self) -> bool {
+        self.clients.len() == 1
+            && self.clients.values().all(|c| {
+                c.client_id == crate::config::SANDBOX_CLIENT_ID
+                    && c.client_secret == crate::config::SANDBOX_CLIENT_SECRET
+            })
+    }
+
     /// The `metadata` kept with a code, if any.
     pub fn code_metadata(&self, code: &str) -> Option<String> {
         lock(&self.codes)

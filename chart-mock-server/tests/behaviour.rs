@@ -316,6 +316,10 @@ async fn the_binary_serves_tls_with_the_ca_it_writes() {
 fn bad_configs_are_refused_with_clear_errors() {
     for (toml, needle) in [
         ("code_ttl_secs = \"ten\"", "invalid type"),
+        (
+            "\n\ncode_ttl_secs = \"600\"",
+            "line 3, column 17, key code_ttl_secs: invalid type",
+        ),
         ("colour = 1", "unknown field"),
         ("clients = []", "at least one client"),
         (
@@ -336,6 +340,20 @@ fn bad_configs_are_refused_with_clear_errors() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/mock.toml"));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "code_ttl_secs = \"600\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
+        .arg("--config")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains(&file.path().display().to_string())
+            && stderr.contains("line 1, column 17, key code_ttl_secs"),
+        "{stderr}"
+    );
     let _ = BTreeMap::<u8, u8>::new();
 }
 
@@ -376,5 +394,31 @@ async fn debug_output_never_shows_secrets_and_extreme_clock_moves_do_not_panic()
     assert!(
         mock.chart().take_fault("/auth/token").is_none(),
         "a fault for zero requests is ignored"
+    );
+}
+
+/// On a mock with only the sandbox client (no `--config`), a bad client is told the
+/// sandbox client's id, with one message for an unknown client and a wrong secret.
+#[tokio::test]
+async fn a_sandbox_only_mock_names_its_client_on_a_401() {
+    let chart = Arc::new(chart_mock_server::Chart::new(&MockConfig::default()));
+    let mut messages = Vec::new();
+    for (id, secret) in [
+        ("<your_client_id>", chart_mock_server::SANDBOX_CLIENT_SECRET),
+        (chart_mock_server::SANDBOX_CLIENT_ID, "wrong"),
+    ] {
+        let body = json!({"client_id": id, "client_secret": secret, "code": "c"}).to_string();
+        let (status, answer) =
+            chart_mock_server::fuzzing::auth_token(chart.clone(), body.as_bytes()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["name"], "invalid_client_error");
+        messages.push(answer["message"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(messages[0], messages[1], "one message for both");
+    assert!(
+        messages[0].contains("chart-sandbox-client"),
+        "{}",
+        messages[0]
     );
 }

@@ -530,6 +530,43 @@ async fn connect_page(t: Target) {
 }
 
 /// Chart's React SDK in dev mode loads `http://localhost:3000/?...` in an iframe.
+/// First-hour help: a missing token says so; a bad client on a sandbox-only mock names
+/// the sandbox client (one message for an unknown client and a wrong secret).
+async fn helpful_refusals(t: Target) {
+    let a = t.send(Method::GET, "/introspect", &[], "").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.json()["name"], "invalid_token_error");
+    assert!(
+        a.json()["message"].as_str().unwrap().contains("missing"),
+        "{:?}",
+        a.json()
+    );
+    let a = t
+        .send(
+            Method::GET,
+            "/introspect",
+            &[("authorization", "Bearer nope")],
+            "",
+        )
+        .await;
+    assert!(
+        a.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid or revoked")
+    );
+    let a = t
+        .post_json(
+            "/auth/token",
+            &json!({"client_id": "<your_client_id>", "client_secret": "x", "code": "c"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let message = a.json()["message"].as_str().unwrap().to_owned();
+    // These targets run with configured clients: no sandbox hint.
+    assert!(!message.contains("chart-sandbox-client"), "{message}");
+}
+
 async fn react_sdk_dev_mode(t: Target) {
     let host = "http%3A%2F%2Flocalhost%3A5173";
     let query = |extra: &str| {
@@ -634,6 +671,7 @@ async fn react_sdk_dev_mode(t: Target) {
 contract! {
     success_has_the_contract_shape("") => success_shape;
     react_sdk_dev_mode_page("") => react_sdk_dev_mode;
+    helpful_first_hour_refusals("") => helpful_refusals;
     invalid_request_rows_do_not_spend_codes("") => invalid_request_rows;
     invalid_client_is_one_message("") => invalid_client_rows;
     invalid_grant_rows_cover_every_case("") => invalid_grant_rows;

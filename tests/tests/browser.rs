@@ -428,6 +428,11 @@ async fn the_demo_connects_accounts_in_both_flows_and_seals_them() {
         FileStore::open(data.path().join("tokens")).unwrap(),
     );
     let stored = vault.list().await.unwrap();
+    let ignore = std::fs::read_to_string(data.path().join(".gitignore")).unwrap();
+    assert!(
+        ignore.lines().any(|l| l == "*"),
+        "git ignores the data directory"
+    );
     assert_eq!(stored.len(), 2);
     let mut files = String::new();
     for entry in std::fs::read_dir(data.path().join("tokens")).unwrap() {

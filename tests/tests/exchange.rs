@@ -606,3 +606,59 @@ async fn introspect_and_disconnect_from_a_stored_record() {
         Error::Vault(chart_auth::VaultError::NotFound)
     ));
 }
+
+/// The caller's own rustls configuration is used as given: here it trusts only the
+/// mock's CA, so the exchange succeeds, and a configuration that trusts nothing of it
+/// fails the handshake.
+#[tokio::test]
+async fn a_callers_own_rustls_config_is_used() {
+    let env = env().await;
+    let tls_with = |pem: Option<&str>| {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in pem
+            .map(|p| {
+                rustls_pki_types::pem::PemObject::pem_slice_iter(p.as_bytes()).collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+        {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        // Preset ALPN protocols are replaced, not a panic.
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        std::sync::Arc::new(tls)
+    };
+    let client_with = |tls| {
+        ChartClient::new(
+            Config::builder(
+                chart_mock_server::SANDBOX_CLIENT_ID,
+                ClientSecret::new(chart_mock_server::SANDBOX_CLIENT_SECRET),
+            )
+            .api_base(env.mock.url())
+            .webpki_roots(false)
+            .tls_config(tls)
+            .build()
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let own = client_with(tls_with(env.mock.ca_pem()));
+    let code = env.mint(false, Scenario::Success);
+    receive_with(&own, &code)
+        .exchange(&own)
+        .await
+        .expect("the exchange uses the caller's roots");
+    let stranger = client_with(tls_with(None));
+    let code = env.mint(false, Scenario::Success);
+    let err = receive_with(&stranger, &code)
+        .exchange(&stranger)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+}
