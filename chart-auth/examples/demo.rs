@@ -45,6 +45,7 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     let mut port_set = false;
+    let mut data_dir_set = false;
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--headless" => args.headless = true,
@@ -55,7 +56,10 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or("--port needs a number")?;
                 port_set = true;
             }
-            "--data-dir" => args.data_dir = it.next().ok_or("--data-dir needs a path")?.into(),
+            "--data-dir" => {
+                args.data_dir = it.next().ok_or("--data-dir needs a path")?.into();
+                data_dir_set = true;
+            }
             "--database-url" => {
                 args.database_url = Some(it.next().ok_or("--database-url needs a URL")?);
             }
@@ -70,6 +74,10 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.headless && !port_set {
         args.port = 0;
+    }
+    if args.headless && !data_dir_set {
+        // A run that checks the demo leaves the interactive demo's accounts alone.
+        args.data_dir = PathBuf::from(".chart-demo/headless");
     }
     Ok(args)
 }
@@ -230,6 +238,9 @@ async fn start<S: TokenStore + 'static>(
         .success_page("/?connected=1")
         .error_page("/")
         .build();
+    if mock.is_some() {
+        prune_forgotten(&chart).await?;
+    }
     let demo = Arc::new(Demo {
         chart,
         callback,
@@ -439,6 +450,9 @@ async fn accounts<S: TokenStore + 'static>(demo: &Demo<S>) -> Response<Body> {
             );
         }
     };
+    let mut stored = stored;
+    // Newest connection first.
+    stored.sort_by_key(|a| std::cmp::Reverse(a.stored_at()));
     let mut out = Vec::new();
     for conn in stored {
         let live = match demo.chart.introspect(conn.account_id()).await {
@@ -463,6 +477,29 @@ async fn accounts<S: TokenStore + 'static>(demo: &Demo<S>) -> Response<Body> {
         }));
     }
     json(StatusCode::OK, serde_json::Value::Array(out))
+}
+
+/// The in-process mock forgets its tokens when the demo stops, while the vault keeps
+/// their records: on start, drop the records whose tokens the new mock does not know,
+/// and say so, instead of listing dead accounts.
+async fn prune_forgotten<S: TokenStore + 'static>(
+    chart: &ChartConnect<S>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut pruned = 0;
+    for account in chart.vault().list().await? {
+        if let Err(chart_auth::Error::InvalidToken(_)) =
+            chart.introspect(account.account_id()).await
+        {
+            chart.vault().delete(account.account_id()).await?;
+            pruned += 1;
+        }
+    }
+    if pruned > 0 {
+        println!(
+            "· pruned {pruned} account(s) from an earlier run: the in-process mock forgets its tokens when the demo stops"
+        );
+    }
+    Ok(())
 }
 
 /// Drives the Redirect flow over HTTP, as a browser would, and prints the result.

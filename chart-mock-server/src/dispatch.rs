@@ -20,6 +20,7 @@ pub(crate) async fn handle(
     peer: SocketAddr,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Resp, ResetConnection> {
+    let started = std::time::Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -47,6 +48,17 @@ pub(crate) async fn handle(
 
     let status = resp.status().as_u16();
     let outcome = note.outcome.take().unwrap_or_else(|| outcome_of(&resp));
+    // The path only: a query may carry a code or a state.
+    tracing::info!(
+        %method,
+        path = %path,
+        status,
+        outcome = %outcome,
+        fault = fault.as_ref().map(|f| f.kind.as_str()).unwrap_or("none"),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id = %request_id,
+        "request"
+    );
     ctx.chart.record(JournalEntry {
         request_id: request_id.clone(),
         at: ctx.chart.now(),
@@ -59,7 +71,6 @@ pub(crate) async fn handle(
         fault: fault.as_ref().map(|f| f.kind),
         metadata: note.metadata,
     });
-    tracing::info!(%method, status, request_id, fault = ?fault.as_ref().map(|f| f.kind), "request");
 
     match fault.map(|f| f.kind) {
         Some(FaultKind::Reset) => return Err(ResetConnection),

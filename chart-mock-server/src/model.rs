@@ -252,6 +252,20 @@ pub enum FaultKind {
     Truncated,
 }
 
+impl FaultKind {
+    /// The kind's name in the control plane, e.g. `malformed_json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Latency => "latency",
+            Self::Status => "status",
+            Self::Reset => "reset",
+            Self::Empty => "empty",
+            Self::MalformedJson => "malformed_json",
+            Self::Truncated => "truncated",
+        }
+    }
+}
+
 /// One request, as the journal keeps it. No secret is ever recorded: the client
 /// secret, the code, tokens and the `Authorization` header are left out.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -190,6 +190,33 @@ async fn serve_io<I>(
     }
 }
 
+/// The first byte of a TLS connection: a handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Whether the client opened with a TLS handshake (it waits for the first byte).
+async fn speaks_tls(tcp: &tokio::net::TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) => first[0] == TLS_HANDSHAKE,
+        // Closed, failed or silent: let the TLS accept report it.
+        _ => true,
+    }
+}
+
+/// Plain HTTP sent to the HTTPS port gets a readable 400 instead of a TLS alert that
+/// curl shows as "HTTP/0.9".
+async fn refuse_plain_http(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = "This port speaks HTTPS (the mock runs with --tls): use https:// and trust the CA it printed.\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tcp.write_all(answer.as_bytes()).await;
+    let _ = tcp.shutdown().await;
+}
+
 async fn serve(
     listener: TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
@@ -216,6 +243,10 @@ async fn serve(
         tokio::spawn(async move {
             match acceptor {
                 Some(acceptor) => {
+                    if !speaks_tls(&tcp).await {
+                        refuse_plain_http(tcp).await;
+                        return;
+                    }
                     match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => serve_io(tls, ctx, peer, watcher).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),

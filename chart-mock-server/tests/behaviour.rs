@@ -308,8 +308,42 @@ async fn the_binary_serves_tls_with_the_ca_it_writes() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{host}");
     }
+    // Plain HTTP to the HTTPS port: a readable 400, not a TLS alert.
+    let plain = url.replace("https://", "http://");
+    let http: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let resp = http
+        .get(format!("{plain}/__chart/health").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("use https://"));
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// A CA file the mock chose in the temp directory is removed when it stops.
+#[test]
+fn the_temporary_ca_file_goes_away_at_exit() {
+    let (mut child, lines) = sandbox_binary(&["--addr", "127.0.0.1:0", "--tls"]);
+    let ca = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("CA certificate (PEM): "))
+        .expect("the CA path is printed")
+        .to_owned();
+    assert!(std::path::Path::new(&ca).exists());
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success(), "a graceful stop");
+    assert!(!std::path::Path::new(&ca).exists(), "{ca} was left behind");
 }
 
 #[test]
@@ -421,4 +455,71 @@ async fn a_sandbox_only_mock_names_its_client_on_a_401() {
         "{}",
         messages[0]
     );
+}
+
+/// The binary's log: one line per request with method, path, status, error name, fault
+/// and latency; JSON on request; colour only on a terminal (stderr here is a pipe).
+#[test]
+fn the_request_log_says_what_happened_and_ships_as_json() {
+    for format in ["json", "text"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
+            .args(["--addr", "127.0.0.1:0", "--log-format", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let base = first.trim().rsplit(' ').next().unwrap().to_owned();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<bytes::Bytes>>();
+            let _ = client
+                .get(format!("{base}/introspect?secret=q").parse().unwrap())
+                .await
+                .unwrap();
+        });
+        child.kill().unwrap();
+        let out = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !log.contains('\u{1b}'),
+            "no colour codes into a pipe: {log:?}"
+        );
+        assert!(!log.contains("secret=q"), "the query is never logged");
+        if format == "json" {
+            let line: serde_json::Value = log
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .find(|v: &serde_json::Value| v["fields"]["message"] == "request")
+                .expect("a JSON request line");
+            let f = &line["fields"];
+            assert_eq!(
+                (
+                    &f["method"],
+                    &f["path"],
+                    &f["status"],
+                    &f["outcome"],
+                    &f["fault"]
+                ),
+                (
+                    &json!("GET"),
+                    &json!("/introspect"),
+                    &json!(401),
+                    &json!("invalid_token_error"),
+                    &json!("none")
+                )
+            );
+            assert!(f["latency_ms"].is_number());
+        } else {
+            assert!(
+                log.contains("path=/introspect") && log.contains("outcome=invalid_token_error"),
+                "{log}"
+            );
+        }
+    }
 }

@@ -677,3 +677,33 @@ async fn chart_react_sdk_in_dev_mode_works_with_the_mock_unmodified() {
     assert_eq!(offered, ["irs", "turbotax"]);
     b.client.enter_parent_frame().await.unwrap();
 }
+
+/// The in-process mock forgets its tokens when the demo stops; the next start prunes
+/// the records it can no longer use, instead of listing dead accounts.
+#[test]
+#[ignore = "builds and runs the demo binary; .ci/run runs it with the browser tests"]
+fn a_demo_restart_prunes_the_accounts_the_old_mock_took_along() {
+    let data = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = Command::new(demo_binary())
+            .args(["--headless", "--data-dir"])
+            .arg(data.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = run();
+    assert!(!first.contains("pruned"), "{first}");
+    assert!(first.contains("1 live account(s)"), "{first}");
+    let second = run();
+    assert!(second.contains("pruned 1 account(s)"), "{second}");
+    assert!(
+        second.contains("1 live account(s)"),
+        "only live rows: {second}"
+    );
+}

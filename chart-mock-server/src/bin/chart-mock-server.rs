@@ -24,9 +24,20 @@ struct Args {
     /// Where to write the CA with --tls (default: a file in the temp directory).
     #[arg(long, requires = "tls")]
     ca_out: Option<PathBuf>,
+    /// The log format on stderr: `text` (colour only on a terminal) or `json`, one
+    /// object per line, for teams that ship logs.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// The bearer token the control plane requires from non-loopback clients.
     #[arg(long, env = "CHART_MOCK_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+}
+
+/// How the log is written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// A listen address, and the host name to print in URLs.
@@ -75,14 +86,18 @@ fn parse_addr(text: &str) -> Result<Listen, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "chart_mock_server=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "chart_mock_server=info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -93,6 +108,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Before anything is printed: a SIGTERM sent as soon as the banner shows must find
+    // the handler in place, not kill the process with the default action.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let mut config = match &args.config {
         Some(path) => MockConfig::load(path)?,
         None => MockConfig::default(),
@@ -109,10 +129,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let url = format!("{scheme}://{}:{}", args.addr.host, server.addr().port());
     println!("chart-mock-server listening on {url}");
+    // A CA file this run chose is removed at exit; one the user named is theirs.
+    let mut temporary_ca = None;
     if let Some(pem) = server.ca_pem() {
-        let path = args.ca_out.unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("chart-mock-server-{}-ca.pem", server.addr().port()))
-        });
+        let path = match args.ca_out {
+            Some(path) => path,
+            None => {
+                let path = std::env::temp_dir()
+                    .join(format!("chart-mock-server-{}-ca.pem", server.addr().port()));
+                temporary_ca = Some(path.clone());
+                path
+            }
+        };
         std::fs::write(&path, pem)?;
         println!("CA certificate (PEM): {}", path.display());
     }
@@ -142,16 +170,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("Press Ctrl-C to stop.");
 
-    wait_for_signal().await;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = interrupt.recv() => {}
+    }
     eprintln!("shutting down");
     server.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    if let Some(path) = temporary_ca {
+        let _ = std::fs::remove_file(path);
     }
+    Ok(())
 }
