@@ -342,10 +342,58 @@ async fn route<S: TokenStore + 'static>(
             }
             resp
         }
+        (Method::GET, "/favicon.svg" | "/favicon.ico") => {
+            let mut resp = respond(StatusCode::OK, "image/svg+xml", FAVICON.to_owned());
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=86400"),
+            );
+            resp
+        }
         (_, "/api/chart/callback") => {
+            let flow = if req.method() == Method::POST {
+                "embedded"
+            } else {
+                "redirect"
+            };
+            println!(
+                "→ callback ({flow} flow): verify the state, exchange the code once, seal the token"
+            );
             let resp = demo.callback.handle(req).await;
             let (parts, body) = resp.into_parts();
-            Response::from_parts(parts, body)
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            // What the callback answered, without the code, the state or a token.
+            let outcome = match parts
+                .headers
+                .get(header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+            {
+                Some(l) if l.contains("error=") => format!(
+                    "✗ refused: {}",
+                    l.split("error=")
+                        .nth(1)
+                        .and_then(|e| e.split('&').next())
+                        .unwrap_or("?")
+                ),
+                Some(_) => "✓ account connected; its token is sealed in the vault".to_owned(),
+                None => {
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    match v["status"].as_str() {
+                        Some("connected") => format!(
+                            "✓ account {} connected ({}); its token is sealed in the vault",
+                            v["account_id"].as_str().unwrap_or("?"),
+                            v["provider_id"].as_str().unwrap_or("?")
+                        ),
+                        _ => format!("✗ refused: {}", v["error"].as_str().unwrap_or("?")),
+                    }
+                }
+            };
+            println!("  {outcome}");
+            Response::from_parts(parts, Full::new(body))
         }
         (Method::GET, "/connect/redirect") => {
             let Some(session) = session else {
@@ -355,7 +403,12 @@ async fn route<S: TokenStore + 'static>(
                 redirect_uri: format!("{origin}/api/chart/callback"),
             };
             match demo.chart.begin_connect(flow, session.as_bytes()) {
-                Ok(start) => see_other(&start.connect_url.unwrap_or_default()),
+                Ok(start) => {
+                    println!(
+                        "→ Connect (redirect flow): state signed for this session; browser sent to Chart Connect"
+                    );
+                    see_other(&start.connect_url.unwrap_or_default())
+                }
                 Err(e) => json(
                     e.http_status(),
                     serde_json::json!({"error": e.label(), "message": e.user_message()}),
@@ -371,6 +424,9 @@ async fn route<S: TokenStore + 'static>(
             };
             match demo.chart.begin_connect(Flow::Embedded, session.as_bytes()) {
                 Ok(start) => {
+                    println!(
+                        "→ Connect (embedded flow): state signed for this session; Chart Connect opens in an iframe"
+                    );
                     let query = form_urlencoded::Serializer::new(String::new())
                         .append_pair("client_id", demo.chart.client().config().client_id())
                         .append_pair("state", &start.state)
@@ -621,3 +677,4 @@ async fn headless<S: TokenStore + 'static>(
 }
 
 const PAGE: &str = include_str!("demo.html");
+const FAVICON: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'><rect width='32' height='32' rx='7' fill='#2f5bea'/><path d='M9 21l5-6 4 4 5-8' stroke='#fff' stroke-width='3' fill='none' stroke-linecap='round' stroke-linejoin='round'/></svg>";

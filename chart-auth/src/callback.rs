@@ -8,7 +8,8 @@
 //! It answers `{"status": "connected", "account_id": .., "provider_id": ..}`, or a 303
 //! to the configured success page. It never answers with the token. Errors answer
 //! `{"error": <Error::label>, "message": <Error::user_message>}` with
-//! [`Error::http_status`], or a 303 to the configured error page with `?error=<code>`
+//! [`Error::http_status`], or a 303 to the configured error page with
+//! `?error=<label>&message=<user message>`
 //! (redirect flow). `error=access_denied` is a clean "you cancelled" outcome.
 //!
 //! # Mounting it safely
@@ -100,7 +101,8 @@ impl<S> CallbackBuilder<S> {
         self
     }
 
-    /// Redirect-flow errors answer 303 to this page with `?error=<code>` instead of JSON.
+    /// Redirect-flow errors answer 303 to this page with `?error=<label>&message=<user
+    /// message>` instead of JSON.
     pub fn error_page(mut self, url: impl Into<String>) -> Self {
         self.error_page = Some(url.into());
         self
@@ -261,7 +263,13 @@ impl<S: TokenStore + 'static> CallbackService<S> {
                 match (&self.inner.error_page, via) {
                     (Some(page), FlowKind::Redirect) => {
                         let sep = if page.contains('?') { '&' } else { '?' };
-                        see_other(&format!("{page}{sep}error={}", err.label()))
+                        // The label for code, the sentence for people: the same
+                        // words the JSON answer of the embedded flow carries.
+                        let query = form_urlencoded::Serializer::new(String::new())
+                            .append_pair("error", err.label())
+                            .append_pair("message", err.user_message())
+                            .finish();
+                        see_other(&format!("{page}{sep}{query}"))
                     }
                     _ => {
                         let status = if matches!(err, Error::ConnectDenied { .. }) {

@@ -275,6 +275,10 @@ impl Error {
             Self::InvalidConnectState(ConnectStateError::Expired) => {
                 "This connection attempt took too long. Please start again."
             }
+            // Most often a refresh or the back button after the account connected.
+            Self::InvalidConnectState(ConnectStateError::Replayed) => {
+                "This connection was already completed. If your account is not listed as connected, please connect it again."
+            }
             Self::InvalidConnectState(_) | Self::BadCallback(_) => {
                 "This connection attempt is not valid. Please start again from our site."
             }

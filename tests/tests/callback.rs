@@ -272,6 +272,13 @@ async fn a_replayed_callback_is_refused_and_the_first_account_stays() {
         (resp.status(), body["error"].as_str()),
         (StatusCode::CONFLICT, Some("invalid_state"))
     );
+    // A refresh after success reads as "already connected", not "not valid".
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already completed")),
+        "{body}"
+    );
     assert_eq!(
         cb.env.token_requests_for(&code),
         1,
@@ -310,7 +317,8 @@ async fn access_denied_is_a_clean_cancel() {
     .await;
     assert_eq!(
         resp.headers()["location"],
-        "/oops?from=chart&error=access_denied"
+        "/oops?from=chart&error=access_denied\
+         &message=You+cancelled+the+connection.+You+can+connect+your+account+at+any+time."
     );
     // A cancel with a state from another session is refused like any forged callback.
     let (resp, _, _) = call(
@@ -409,7 +417,8 @@ async fn every_exchange_error_maps_to_its_status_and_message() {
     .await;
     assert_eq!(
         resp.headers()["location"],
-        "/oops?from=chart&error=invalid_grant"
+        "/oops?from=chart&error=invalid_grant\
+         &message=This+connection+link+expired+or+was+already+used.+Please+connect+your+account+again."
     );
     assert!(
         cb.vault.list().await.unwrap().is_empty(),
