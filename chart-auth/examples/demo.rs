@@ -290,6 +290,13 @@ fn session_of(headers: &http::HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Prints a step of a flow. Unlike `println!`, it never panics: a closed stdout (a
+/// parent that stopped reading) must not take a request down with it.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 fn uuid_like() -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("random");
@@ -356,9 +363,9 @@ async fn route<S: TokenStore + 'static>(
             } else {
                 "redirect"
             };
-            println!(
+            say(format_args!(
                 "→ callback ({flow} flow): verify the state, exchange the code once, seal the token"
-            );
+            ));
             let resp = demo.callback.handle(req).await;
             let (parts, body) = resp.into_parts();
             let body = body
@@ -392,7 +399,7 @@ async fn route<S: TokenStore + 'static>(
                     }
                 }
             };
-            println!("  {outcome}");
+            say(format_args!("  {outcome}"));
             Response::from_parts(parts, Full::new(body))
         }
         (Method::GET, "/connect/redirect") => {
@@ -404,9 +411,9 @@ async fn route<S: TokenStore + 'static>(
             };
             match demo.chart.begin_connect(flow, session.as_bytes()) {
                 Ok(start) => {
-                    println!(
+                    say(format_args!(
                         "→ Connect (redirect flow): state signed for this session; browser sent to Chart Connect"
-                    );
+                    ));
                     see_other(&start.connect_url.unwrap_or_default())
                 }
                 Err(e) => json(
@@ -424,9 +431,9 @@ async fn route<S: TokenStore + 'static>(
             };
             match demo.chart.begin_connect(Flow::Embedded, session.as_bytes()) {
                 Ok(start) => {
-                    println!(
+                    say(format_args!(
                         "→ Connect (embedded flow): state signed for this session; Chart Connect opens in an iframe"
-                    );
+                    ));
                     let query = form_urlencoded::Serializer::new(String::new())
                         .append_pair("client_id", demo.chart.client().config().client_id())
                         .append_pair("state", &start.state)

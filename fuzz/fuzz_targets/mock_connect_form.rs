@@ -23,10 +23,12 @@ fuzz_target!(|data: &[u8]| {
                 Some(SANDBOX_CLIENT_ID)
             );
             if pairs.get("app_type").map(String::as_str) == Some("spa") {
+                // Schemes are case-insensitive; the sandbox client allows local origins only.
+                let origin = pairs.get("sdk_host_url").map(|u| u.to_ascii_lowercase());
                 assert!(
-                    pairs
-                        .get("sdk_host_url")
-                        .is_some_and(|u| u.starts_with("http"))
+                    origin.as_deref().is_some_and(|u| u.starts_with("http://localhost")
+                        || u.starts_with("http://127.0.0.1")),
+                    "an origin the sandbox client does not allow was accepted: {origin:?}"
                 );
             } else {
                 let uri = pairs.get("redirect_uri").expect("a redirect_uri");
