@@ -156,20 +156,28 @@ impl Connection<Exchanged> {
 
     /// Seals the access token in the vault. The stored connection holds no plaintext.
     pub async fn store<S: TokenStore>(self, vault: &Vault<S>) -> Result<Connection<Stored>, Error> {
-        let Exchanged {
-            client_id,
-            account_id,
-            provider_id,
-            token,
-        } = self.stage;
-        if client_id != vault.client_id() {
-            return Err(VaultError::WrongClient.into());
-        }
-        let account = vault.put(&account_id, &provider_id, &token).await?;
+        let account = put(vault, &self.stage).await?;
         Ok(Connection {
             stage: Stored { account },
         })
     }
+}
+
+/// Seals an exchanged token in a vault of the same client.
+async fn put<S: TokenStore>(
+    vault: &Vault<S>,
+    exchanged: &Exchanged,
+) -> Result<StoredAccount, Error> {
+    if exchanged.client_id != vault.client_id() {
+        return Err(VaultError::WrongClient.into());
+    }
+    vault
+        .put(
+            &exchanged.account_id,
+            &exchanged.provider_id,
+            &exchanged.token,
+        )
+        .await
 }
 
 impl Connection<Stored> {
@@ -324,23 +332,16 @@ impl<S: TokenStore> ChartConnect<S> {
         received: Connection<CodeReceived>,
     ) -> Result<Connection<Stored>, Error> {
         let exchanged = received.exchange(&self.client).await?;
-        let Exchanged {
-            client_id,
-            account_id,
-            provider_id,
-            token,
-        } = exchanged.stage;
-        let stored = if client_id == self.vault.client_id() {
-            self.vault.put(&account_id, &provider_id, &token).await
-        } else {
-            Err(VaultError::WrongClient.into())
-        };
-        match stored {
+        match put(&self.vault, &exchanged.stage).await {
             Ok(account) => Ok(Connection {
                 stage: Stored { account },
             }),
             Err(source) => {
-                let revoked = self.client.disconnect_token(&token).await.is_ok();
+                let revoked = self
+                    .client
+                    .disconnect_token(&exchanged.stage.token)
+                    .await
+                    .is_ok();
                 tracing::error!(error = %source, revoked, "token not stored after a good exchange");
                 Err(Error::NotStored {
                     revoked,

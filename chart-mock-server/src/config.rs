@@ -187,11 +187,16 @@ fn located(text: &str, e: &toml::de::Error) -> String {
     let Some(span) = e.span() else {
         return e.message().to_owned();
     };
-    let before = &text[..span.start.min(text.len())];
+    let Some(before) = text.get(..span.start) else {
+        return e.message().to_owned();
+    };
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = before[line_start..].chars().count() + 1;
-    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let line_text = text
+        .get(line_start..)
+        .and_then(|l| l.lines().next())
+        .unwrap_or("");
     let key = line_text
         .split_once('=')
         .map(|(k, _)| k.trim())

@@ -198,41 +198,32 @@ fn page_shell(title: &str, inner: &str) -> String {
 fn refusal(pairs: &[u8], message: &str) -> Resp {
     let map: HashMap<String, String> = form_urlencoded::parse(pairs).into_owned().collect();
     let spa = map.get("app_type").is_some_and(|v| v == "spa");
-    let origin = map.get("sdk_host_url").and_then(|u| origin_of(u));
-    match (spa, origin) {
-        (true, Some(origin)) => {
+    let script = match map.get("sdk_host_url").and_then(|u| origin_of(u)) {
+        Some(origin) if spa => {
             let post = serde_json::json!({"name": "chart-auth-message", "kind": "error", "error": message});
-            let script = format!(
+            format!(
                 "<script>window.parent.postMessage({}, {});</script>",
                 script_json(&post),
                 script_json(&serde_json::Value::from(origin)),
-            );
-            let mut resp = error_page(message);
-            let body = page_shell(
-                "Chart Connect: error",
-                &format!(
-                    "<h1>Chart Connect</h1><p class=err id=error>{}</p>{script}",
-                    esc(message)
-                ),
-            );
-            *resp.body_mut() = crate::response::MockBody::Full(Some(body.into()));
-            resp
+            )
         }
-        _ => error_page(message),
-    }
-}
-
-fn error_page(message: &str) -> Resp {
+        _ => String::new(),
+    };
     html(
         StatusCode::BAD_REQUEST,
         page_shell(
             "Chart Connect: error",
             &format!(
-                "<h1>Chart Connect</h1><p class=err id=error>{}</p>",
+                "<h1>Chart Connect</h1><p class=err id=error>{}</p>{script}",
                 esc(message)
             ),
         ),
     )
+}
+
+/// A refused page, with no message to post.
+fn error_page(message: &str) -> Resp {
+    refusal(b"", message)
 }
 
 /// Checks the client and, for the Redirect flow, that `redirect_uri` is registered; for

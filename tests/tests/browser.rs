@@ -17,7 +17,7 @@ use chart_auth::{
 };
 use chart_mock_server::{ClientConfig, MockConfig, MockServer};
 use fantoccini::{Client, ClientBuilder, Locator};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
@@ -275,23 +275,36 @@ async fn connect_page_embedded_flow_posts_code_and_state_to_the_parent() {
 
 async fn serve_page_on(html: String, port: u16) -> SocketAddr {
     // A chosen port, when the page must know its own origin before it is served.
+    let html = Arc::new(html);
+    serve_on(port, move |_req| {
+        let html = html.clone();
+        async move { (html.as_str().to_owned(), "text/html") }
+    })
+    .await
+}
+
+/// Serves `answer` (a body and its content type) on 127.0.0.1:`port`, 0 for any.
+async fn serve_on<F, Fut>(port: u16, answer: F) -> SocketAddr
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (String, &'static str)> + Send + 'static,
+{
     let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let html = Arc::new(html);
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
-            let html = html.clone();
+            let answer = answer.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_req| {
-                    let html = html.clone();
+                let svc = hyper::service::service_fn(move |req| {
+                    let answer = answer.clone();
                     async move {
-                        let mut resp =
-                            http::Response::new(Full::new(Bytes::from(html.as_str().to_owned())));
+                        let (body, kind) = answer(req).await;
+                        let mut resp = http::Response::new(Full::new(Bytes::from(body)));
                         resp.headers_mut()
-                            .insert("content-type", http::HeaderValue::from_static("text/html"));
+                            .insert("content-type", http::HeaderValue::from_static(kind));
                         Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
@@ -472,47 +485,27 @@ async fn serve_react_page(
     SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
 ) {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let bundle = Arc::new(bundle);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let (bundle, tx) = (bundle.clone(), tx.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: http::Request<hyper::body::Incoming>| {
-                        let (bundle, tx) = (bundle.clone(), tx.clone());
-                        async move {
-                            let (body, kind) = match req.uri().path() {
-                            "/event" => {
-                                let bytes = http_body_util::BodyExt::collect(req.into_body()).await.unwrap().to_bytes();
-                                let _ = tx.send(serde_json::from_slice(&bytes).unwrap_or_default());
-                                (String::new(), "text/plain")
-                            }
-                            "/app.js" => (bundle.as_str().to_owned(), "text/javascript"),
-                            _ => (
-                                "<!doctype html><meta charset=utf-8><div id=root></div><script src=/app.js></script>"
-                                    .to_owned(),
-                                "text/html",
-                            ),
-                        };
-                            let mut resp = http::Response::new(Full::new(Bytes::from(body)));
-                            resp.headers_mut()
-                                .insert("content-type", http::HeaderValue::from_static(kind));
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
-                    },
-                );
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
+    let addr = serve_on(0, move |req: http::Request<hyper::body::Incoming>| {
+        let (bundle, tx) = (bundle.clone(), tx.clone());
+        async move {
+            match req.uri().path() {
+                "/event" => {
+                    let bytes = req.into_body().collect().await.unwrap().to_bytes();
+                    let _ = tx.send(serde_json::from_slice(&bytes).unwrap_or_default());
+                    (String::new(), "text/plain")
+                }
+                "/app.js" => (bundle.as_str().to_owned(), "text/javascript"),
+                _ => (
+                    "<!doctype html><meta charset=utf-8><div id=root></div><script src=/app.js></script>"
+                        .to_owned(),
+                    "text/html",
+                ),
+            }
         }
-    });
+    })
+    .await;
     (addr, rx)
 }
 

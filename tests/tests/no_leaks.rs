@@ -9,15 +9,12 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chart_auth::vault::{FileStore, Keyring, MemoryStore, Vault};
-use chart_auth::{
-    AuthorizationCode, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow,
-    FlowKind,
-};
+use chart_auth::vault::{FileStore, Keyring, Vault};
+use chart_auth::{ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow};
 use chart_mock_server::{
     ClientConfig, Fault, FaultKind, MintRequest, MockConfig, MockServer, Scenario,
 };
-use support::{SESSION, fault, redirect_uri};
+use support::{SESSION, fault, receive_via, redirect_uri};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -109,22 +106,6 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         .unwrap()
         .code
     };
-    let receive = |client: &ChartClient, code: &str, flow: Flow| {
-        let kind: FlowKind = flow.kind();
-        let chart = ChartConnect::new(
-            client.clone(),
-            ConnectStateSigner::generate(),
-            Arc::new(Vault::new(
-                client.config().client_id(),
-                Keyring::generate(),
-                MemoryStore::default(),
-            )),
-        );
-        let start = chart.begin_connect(flow, SESSION).unwrap();
-        chart
-            .receive_code(AuthorizationCode::new(code), &start.state, SESSION, kind)
-            .unwrap()
-    };
 
     // Successes in both flows, stored, introspected, one disconnected.
     for redirect in [true, false] {
@@ -137,7 +118,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         } else {
             Flow::Embedded
         };
-        let conn = receive(&client, &code, flow);
+        let conn = receive_via(&client, &code, flow);
         seen += &format!("{conn:?}\n");
         let exchanged = conn.exchange(&client).await.unwrap();
         secrets.push(exchanged.access_token().expose_secret().to_owned());
@@ -151,7 +132,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
             chart.disconnect(stored.account_id()).await.unwrap();
         }
         // Reuse: invalid_grant, and the token is revoked.
-        let err = receive(&client, &code, Flow::Embedded)
+        let err = receive_via(&client, &code, Flow::Embedded)
             .exchange(&client)
             .await
             .unwrap_err();
@@ -229,7 +210,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         let code = mint(false, scenario);
         secrets.push(code.clone());
         errors.push(
-            receive(&client, &code, Flow::Embedded)
+            receive_via(&client, &code, Flow::Embedded)
                 .exchange(&client)
                 .await
                 .map(|_| ()),
@@ -238,14 +219,14 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
     let code = mint(false, Scenario::Success);
     secrets.push(code.clone());
     errors.push(
-        receive(&wrong, &code, Flow::Embedded)
+        receive_via(&wrong, &code, Flow::Embedded)
             .exchange(&wrong)
             .await
             .map(|_| ()),
     );
     mock.advance_clock(Duration::from_secs(601));
     errors.push(
-        receive(&client, &code, Flow::Embedded)
+        receive_via(&client, &code, Flow::Embedded)
             .exchange(&client)
             .await
             .map(|_| ()),
@@ -260,7 +241,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         let code = mint(false, Scenario::Success);
         secrets.push(code.clone());
         errors.push(
-            receive(&client, &code, Flow::Embedded)
+            receive_via(&client, &code, Flow::Embedded)
                 .exchange(&client)
                 .await
                 .map(|_| ()),
@@ -282,7 +263,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         let code = mint(true, Scenario::Success);
         secrets.push(code.clone());
         errors.push(
-            receive(
+            receive_via(
                 &client,
                 &code,
                 Flow::Redirect {

@@ -133,6 +133,11 @@ impl Env {
 /// A code as it arrives at `client`'s callback, in the embedded flow, through a
 /// throwaway signer and vault (for clients other than the environment's).
 pub fn receive_with(client: &ChartClient, code: &str) -> Connection<CodeReceived> {
+    receive_via(client, code, Flow::Embedded)
+}
+
+/// Like [`receive_with`], in either flow.
+pub fn receive_via(client: &ChartClient, code: &str, flow: Flow) -> Connection<CodeReceived> {
     let chart = ChartConnect::new(
         client.clone(),
         ConnectStateSigner::generate(),
@@ -142,14 +147,10 @@ pub fn receive_with(client: &ChartClient, code: &str) -> Connection<CodeReceived
             MemoryStore::default(),
         )),
     );
-    let start = chart.begin_connect(Flow::Embedded, SESSION).expect("begin");
+    let kind = flow.kind();
+    let start = chart.begin_connect(flow, SESSION).expect("begin");
     chart
-        .receive_code(
-            AuthorizationCode::new(code),
-            &start.state,
-            SESSION,
-            FlowKind::Embedded,
-        )
+        .receive_code(AuthorizationCode::new(code), &start.state, SESSION, kind)
         .expect("verified")
 }
 
