@@ -497,6 +497,81 @@ pub enum VaultError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The key source (an HSM, say) could not wrap or unwrap the keyring's data keys.
+    #[error(transparent)]
+    KeySource(#[from] KeySourceError),
+}
+
+/// Every way a [key source](crate::vault::KeySource) can fail. The messages name the
+/// module, token and key labels, never a PIN or key bytes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeySourceError {
+    /// The PKCS#11 module could not be loaded or initialized.
+    #[error("cannot load the PKCS#11 module {module}: {reason}")]
+    ModuleNotLoaded {
+        /// The module's path.
+        module: PathBuf,
+        /// What the loader said.
+        reason: String,
+    },
+    /// No token with this label is present in the module's slots.
+    #[error("no token labelled {label:?} in the PKCS#11 module")]
+    TokenNotFound {
+        /// The token label looked for.
+        label: String,
+    },
+    /// The PIN was not given: neither a PIN file nor the PIN variable.
+    #[error("no PIN: set {0} or give a PIN file")]
+    PinMissing(&'static str),
+    /// The token refused the PIN.
+    #[error("the token refused the PIN")]
+    PinRefused,
+    /// The token locked its user PIN after too many wrong tries.
+    #[error("the token's user PIN is locked")]
+    PinLocked,
+    /// No key-encryption key with this label is in the token.
+    #[error("no key-encryption key labelled {label:?} in the token")]
+    KekMissing {
+        /// The key label looked for.
+        label: String,
+    },
+    /// The key-encryption key exists but cannot serve: it is extractable, ambiguous,
+    /// not an AES key, or not allowed to wrap and unwrap.
+    #[error("the key-encryption key {label:?} cannot be used: {reason}")]
+    KekUnusable {
+        /// The key label.
+        label: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The module offers neither AES key wrap with padding (RFC 5649) nor AES-GCM for
+    /// this purpose, or not the one the keyring was written with.
+    #[error("the PKCS#11 module does not offer {0} for wrapping keys")]
+    MechanismUnsupported(&'static str),
+    /// A wrapped data key did not unwrap: another KEK, another token, or a changed file.
+    #[error(
+        "data key {0} does not unwrap under this key-encryption key (another KEK or token, or the keyring file was changed)"
+    )]
+    UnwrapFailed(KeyId),
+    /// The keyring was written by another kind of key source than the one given.
+    #[error("the keyring's keys are {found}, but they were opened as {given}; {hint}")]
+    Mismatch {
+        /// How the keyring file says its keys are kept.
+        found: String,
+        /// The source it was opened with.
+        given: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// Any other refusal by the module, with the operation that failed.
+    #[error("PKCS#11 {operation} failed: {reason}")]
+    Module {
+        /// What was being done.
+        operation: &'static str,
+        /// The module's return value.
+        reason: String,
+    },
 }
 
 /// Every way a token store can fail.

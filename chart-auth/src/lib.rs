@@ -114,7 +114,8 @@ pub use connect_state::{
     ConnectStateId, ConnectStateSigner, Flow, FlowKind, MAX_CONNECT_STATE_LEN, VerifiedConnectState,
 };
 pub use error::{
-    ConfigError, ConnectStateError, Error, ErrorDetail, StoreError, UnknownCause, VaultError,
+    ConfigError, ConnectStateError, Error, ErrorDetail, KeySourceError, StoreError, UnknownCause,
+    VaultError,
 };
 pub use flow::{ChartConnect, CodeReceived, ConnectStart, Connection, Exchanged, Stage, Stored};
 pub use ids::ProviderId;

@@ -98,7 +98,7 @@ async fn a_full_rotation_through_the_cli() {
 
     // Everything still opens with the rotated keyring, and nothing secret was printed.
     let ring = Keyring::load(&keys).unwrap();
-    let text = ring.to_text();
+    let text = ring.to_text().unwrap();
     let vault = Vault::new("client", ring, FileStore::open(&store).unwrap());
     for i in 0..5 {
         assert_eq!(

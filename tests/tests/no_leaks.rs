@@ -77,7 +77,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
     let keyring = Keyring::generate();
-    let keyring_text = keyring.to_text();
+    let keyring_text = keyring.to_text().unwrap();
     let vault = Arc::new(Vault::new(
         "leak-test-client",
         keyring,

@@ -9,6 +9,18 @@
 //! chart-auth inspect --keyring keys.txt --store /var/lib/app/chart-tokens --client-id my-app
 //! ```
 //!
+//! With the `pkcs11` feature, data keys can be kept wrapped by a key-encryption key
+//! (KEK) in an HSM. `--pkcs11-module`, `--token-label` and `--key-label` (or
+//! `CHART_PKCS11_MODULE`, `CHART_PKCS11_TOKEN`, `CHART_PKCS11_KEY`) name it, and every
+//! command then reads and writes the keyring wrapped. The PIN comes from `--pin-file`,
+//! `CHART_PKCS11_PIN_FILE` or `CHART_PKCS11_PIN`, never from the command line:
+//!
+//! ```text
+//! chart-auth kek create                    # a non-extractable AES-256 KEK in the token
+//! chart-auth keyring wrap --keyring keys.txt
+//! chart-auth kek rotate --keyring keys.txt --new-key-label chart-kek-2
+//! ```
+//!
 //! It never prints key material or plaintext tokens. Every change to a keyring holds an
 //! exclusive lock on `<keyring>.lock`, so two runs cannot lose each other's keys.
 
@@ -17,9 +29,11 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use chart_auth::vault::{
-    FileStore, FileStoreOptions, KeyId, KeyStatus, Keyring, TokenStore, Vault, sealed_key_id,
+    FileStore, FileStoreOptions, KeyId, KeySource, KeyStatus, Keyring, Plaintext, TokenStore,
+    Vault, sealed_key_id,
 };
 use clap::{Parser, Subcommand};
 
@@ -32,6 +46,75 @@ const INSPECT_SAMPLE: usize = 3;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[cfg(feature = "pkcs11")]
+    #[command(flatten)]
+    hsm: HsmArgs,
+}
+
+/// The HSM that holds the key-encryption key (feature `pkcs11`).
+#[cfg(feature = "pkcs11")]
+#[derive(Debug, clap::Args)]
+struct HsmArgs {
+    /// The PKCS#11 module (a .so) whose token holds the key-encryption key. With it,
+    /// the keyring's data keys are read and written wrapped by that key.
+    #[arg(long, global = true, env = "CHART_PKCS11_MODULE")]
+    pkcs11_module: Option<PathBuf>,
+    /// The token's label.
+    #[arg(long, global = true, env = "CHART_PKCS11_TOKEN")]
+    token_label: Option<String>,
+    /// The key-encryption key's label.
+    #[arg(long, global = true, env = "CHART_PKCS11_KEY")]
+    key_label: Option<String>,
+    /// A file (mode 0600) holding the user PIN; else CHART_PKCS11_PIN is read. The PIN
+    /// is never taken from the command line, where `ps` would show it.
+    #[arg(long, global = true, env = "CHART_PKCS11_PIN_FILE")]
+    pin_file: Option<PathBuf>,
+}
+
+#[cfg(feature = "pkcs11")]
+impl HsmArgs {
+    /// The HSM's configuration, or `None` when no module is given.
+    fn config(&self) -> Result<Option<chart_auth::vault::Pkcs11Config>> {
+        let Some(module) = &self.pkcs11_module else {
+            return Ok(None);
+        };
+        let (Some(token), Some(key)) = (&self.token_label, &self.key_label) else {
+            return Err("--pkcs11-module needs --token-label and --key-label \
+                        (or CHART_PKCS11_TOKEN and CHART_PKCS11_KEY)"
+                .into());
+        };
+        let config = chart_auth::vault::Pkcs11Config::new(module, token, key);
+        Ok(Some(match &self.pin_file {
+            Some(path) => config.pin_file(path)?,
+            None => config.pin_from_env()?,
+        }))
+    }
+
+    fn required(&self) -> Result<chart_auth::vault::Pkcs11Config> {
+        self.config()?.ok_or_else(|| {
+            "this needs the HSM: give --pkcs11-module, --token-label and --key-label \
+             (or the CHART_PKCS11_* variables)"
+                .into()
+        })
+    }
+}
+
+impl Cli {
+    /// Where the keyring's data keys come from: the HSM when one is named, else the
+    /// keyring file itself. (`kek create` makes the KEK, so it cannot open it first.)
+    fn key_source(&self) -> Result<Arc<dyn KeySource>> {
+        #[cfg(feature = "pkcs11")]
+        if !matches!(
+            self.command,
+            Command::Kek {
+                action: KekAction::Create
+            }
+        ) && let Some(config) = self.hsm.config()?
+        {
+            return Ok(Arc::new(config.open()?));
+        }
+        Ok(Arc::new(Plaintext))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +142,12 @@ enum Command {
         #[arg(long, env = "CHART_CLIENT_ID")]
         client_id: String,
     },
+    /// Manage the key-encryption key in the HSM (feature `pkcs11`).
+    #[cfg(feature = "pkcs11")]
+    Kek {
+        #[command(subcommand)]
+        action: KekAction,
+    },
     /// Show key ids, their status, how many records each key seals, and whether a
     /// sample of them unseals.
     Inspect {
@@ -71,6 +160,24 @@ enum Command {
         /// The OAuth client id the tokens were issued to; needed to check records.
         #[arg(long, env = "CHART_CLIENT_ID")]
         client_id: Option<String>,
+    },
+}
+
+#[cfg(feature = "pkcs11")]
+#[derive(Debug, Subcommand)]
+enum KekAction {
+    /// Generate the key-encryption key in the token: AES-256, non-extractable, allowed
+    /// to wrap and unwrap. Refuses when a key with the label exists.
+    Create,
+    /// Rewrap every data key of a keyring under a new KEK in the same token. Sealed
+    /// records are untouched: the data keys stay the same.
+    Rotate {
+        /// The keyring file.
+        #[arg(long, env = "CHART_KEYRING_FILE")]
+        keyring: PathBuf,
+        /// The new KEK's label (create it first with `kek create --key-label ...`).
+        #[arg(long)]
+        new_key_label: String,
     },
 }
 
@@ -113,6 +220,25 @@ enum KeyringAction {
         /// The key id.
         id: u32,
     },
+    /// Wrap a plaintext keyring's data keys under the HSM's key-encryption key, in
+    /// place. Afterwards the file holds no key in the clear.
+    #[cfg(feature = "pkcs11")]
+    Wrap {
+        /// The keyring file.
+        #[arg(long, env = "CHART_KEYRING_FILE")]
+        keyring: PathBuf,
+    },
+    /// Write a wrapped keyring's data keys back in the clear. Refused unless forced.
+    #[cfg(feature = "pkcs11")]
+    Unwrap {
+        /// The keyring file.
+        #[arg(long, env = "CHART_KEYRING_FILE")]
+        keyring: PathBuf,
+        /// Write the keys to disk in the clear, knowing that whoever reads the file
+        /// then reads every token.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,7 +247,10 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(run(cli.command)) {
+    let outcome = cli
+        .key_source()
+        .and_then(|source| runtime.block_on(run(cli, source)));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chart-auth: {e}");
@@ -150,12 +279,16 @@ fn lock_keyring(path: &Path) -> Result<File> {
 }
 
 /// Loads, edits and saves a keyring under its lock.
-fn change(path: &Path, edit: impl FnOnce(&mut Keyring) -> Result<String>) -> Result<()> {
+fn change(
+    path: &Path,
+    source: &Arc<dyn KeySource>,
+    edit: impl FnOnce(&mut Keyring) -> Result<String>,
+) -> Result<()> {
     if !path.is_file() {
         return Err(format!("cannot read {}: no such keyring file", path.display()).into());
     }
     let _lock = lock_keyring(path)?;
-    let mut ring = Keyring::load(path)?;
+    let mut ring = Keyring::load_with(path, source.clone())?;
     let message = edit(&mut ring)?;
     ring.save(path)?;
     println!("{message}");
@@ -184,8 +317,8 @@ async fn count_by_key(store: &FileStore) -> Result<BTreeMap<KeyId, Vec<String>>>
     Ok(by_key)
 }
 
-async fn run(command: Command) -> Result<()> {
-    match command {
+async fn run(cli: Cli, source: Arc<dyn KeySource>) -> Result<()> {
+    match cli.command {
         Command::Keygen { keyring } => {
             let _lock = lock_keyring(&keyring)?;
             if keyring.exists() {
@@ -195,17 +328,19 @@ async fn run(command: Command) -> Result<()> {
                 )
                 .into());
             }
-            let ring = Keyring::generate();
+            let mut ring = Keyring::generate();
+            ring.set_key_source(source.clone());
             ring.save(&keyring)?;
             println!(
-                "created {} with key {} (primary)",
+                "created {} with key {} (primary){}",
                 keyring.display(),
-                ring.primary()
+                ring.primary(),
+                kept_as(&source)
             );
         }
         Command::Keyring {
             action: KeyringAction::Add { keyring },
-        } => change(&keyring, |ring| {
+        } => change(&keyring, &source, |ring| {
             Ok(format!(
                 "added key {} (active; promote it to seal with it)",
                 ring.add_key()?
@@ -213,7 +348,7 @@ async fn run(command: Command) -> Result<()> {
         })?,
         Command::Keyring {
             action: KeyringAction::Promote { keyring, id },
-        } => change(&keyring, |ring| {
+        } => change(&keyring, &source, |ring| {
             ring.promote(KeyId(id))?;
             Ok(format!(
                 "key {id} is now primary; run `rewrap` to move old records to it"
@@ -242,7 +377,7 @@ async fn run(command: Command) -> Result<()> {
                 )
                 .into());
             }
-            change(&keyring, |ring| {
+            change(&keyring, &source, |ring| {
                 ring.retire(KeyId(id))?;
                 Ok(format!(
                     "key {id} is retired; records under it no longer unseal \
@@ -252,16 +387,85 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Keyring {
             action: KeyringAction::Activate { keyring, id },
-        } => change(&keyring, |ring| {
+        } => change(&keyring, &source, |ring| {
             ring.activate(KeyId(id))?;
             Ok(format!("key {id} is active again; its records unseal"))
         })?,
+        #[cfg(feature = "pkcs11")]
+        Command::Keyring {
+            action: KeyringAction::Wrap { keyring },
+        } => {
+            let hsm: Arc<dyn KeySource> = Arc::new(cli.hsm.required()?.open()?);
+            change(
+                &keyring,
+                &(Arc::new(Plaintext) as Arc<dyn KeySource>),
+                |ring| {
+                    ring.set_key_source(hsm.clone());
+                    Ok(format!(
+                        "wrapped {} key(s){}; the file holds no data key in the clear",
+                        ring.keys().count(),
+                        kept_as(&hsm)
+                    ))
+                },
+            )?
+        }
+        #[cfg(feature = "pkcs11")]
+        Command::Keyring {
+            action: KeyringAction::Unwrap { keyring, force },
+        } => {
+            if !force {
+                return Err(
+                    "this would write every data key to disk in the clear, so that \
+                            whoever reads the file reads every token; pass --force to do it"
+                        .into(),
+                );
+            }
+            change(&keyring, &source, |ring| {
+                ring.set_key_source(Arc::new(Plaintext));
+                Ok(format!(
+                    "unwrapped {} key(s): the file now holds them in the clear (mode 0600)",
+                    ring.keys().count()
+                ))
+            })?
+        }
+        #[cfg(feature = "pkcs11")]
+        Command::Kek {
+            action: KekAction::Create,
+        } => {
+            let config = cli.hsm.required()?;
+            config.create_kek()?;
+            let hsm = config.open()?;
+            println!("created the {}: AES-256, non-extractable", hsm.describe());
+        }
+        #[cfg(feature = "pkcs11")]
+        Command::Kek {
+            action:
+                KekAction::Rotate {
+                    keyring,
+                    new_key_label,
+                },
+        } => {
+            let new: Arc<dyn KeySource> =
+                Arc::new(cli.hsm.required()?.with_key_label(&new_key_label).open()?);
+            change(&keyring, &source, |ring| {
+                ring.set_key_source(new.clone());
+                Ok(format!(
+                    "rewrapped {} data key(s){}; sealed records are unchanged",
+                    ring.keys().count(),
+                    kept_as(&new)
+                ))
+            })?
+        }
         Command::Rewrap {
             keyring,
             store,
             client_id,
         } => {
-            let vault = Vault::new(client_id, Keyring::load(&keyring)?, existing_store(&store)?);
+            let vault = Vault::new(
+                client_id,
+                Keyring::load_with(&keyring, source)?,
+                existing_store(&store)?,
+            );
             let bar = indicatif::ProgressBar::new(0).with_style(
                 indicatif::ProgressStyle::with_template(
                     "{spinner} rewrapping [{bar:30}] {pos}/{len} records",
@@ -290,13 +494,27 @@ async fn run(command: Command) -> Result<()> {
             keyring,
             store,
             client_id,
-        } => inspect(&keyring, store.as_deref(), client_id).await?,
+        } => inspect(&keyring, source, store.as_deref(), client_id).await?,
     }
     Ok(())
 }
 
-async fn inspect(keyring: &Path, store: Option<&Path>, client_id: Option<String>) -> Result<()> {
-    let ring = Keyring::load(keyring)?;
+/// How a keyring's keys are kept, for messages: nothing for plaintext.
+fn kept_as(source: &Arc<dyn KeySource>) -> String {
+    if source.scheme() == Plaintext.scheme() {
+        return String::new();
+    }
+    format!(" (wrapped by {})", source.describe())
+}
+
+async fn inspect(
+    keyring: &Path,
+    source: Arc<dyn KeySource>,
+    store: Option<&Path>,
+    client_id: Option<String>,
+) -> Result<()> {
+    let ring = Keyring::load_with(keyring, source)?;
+    println!("keys kept: {}", ring.key_source().describe());
     let statuses: Vec<(KeyId, KeyStatus)> = ring.keys().collect();
     let Some(dir) = store else {
         println!("{:>8}  {:<8}", "key id", "status");

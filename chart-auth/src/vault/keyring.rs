@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aes_gcm::Aes256Gcm;
@@ -22,18 +23,20 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
+use super::key_source::{DATA_KEY_LEN as KEY_LEN, DataKey, KeySource, PLAINTEXT, Plaintext};
 use super::seal::{self, RecordIdentity, sealed_key_id};
 use super::store::write_atomic;
-use crate::error::VaultError;
+use crate::error::{KeySourceError, VaultError};
 use crate::ids::KeyId;
 
-const KEY_LEN: usize = 32;
 /// The environment variable that names the keyring file, for the library and the CLI.
 const KEYRING_FILE_VAR: &str = "CHART_KEYRING_FILE";
 /// The environment variable that holds a keyring's text.
 const KEYRING_TEXT_VAR: &str = "CHART_VAULT_KEYRING";
-/// A 32-byte key in padded base64.
-const BASE64_KEY_LEN: usize = 44;
+/// No wrapped key is longer than this, whatever wraps it.
+const MAX_WRAPPED_KEY: usize = 1024;
+/// The line that says how a keyring's keys are kept, when they are not plaintext.
+const KEK_DIRECTIVE: &str = "kek";
 const TEXT_HEADER: &str =
     "# chart-auth keyring v1. Secret: keep it out of version control, mode 0600.\n";
 /// Permission bits for group and others: a key file must have none.
@@ -87,12 +90,21 @@ pub struct Keyring {
     keys: BTreeMap<KeyId, KeyEntry>,
     primary: KeyId,
     seal_limit: u64,
+    source: Arc<dyn KeySource>,
 }
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.keys.iter().map(|(id, k)| (id.0, k.status.as_str())))
+        f.debug_struct("Keyring")
+            .field("source", &self.source.scheme())
+            .field(
+                "keys",
+                &self
+                    .keys
+                    .iter()
+                    .map(|(id, k)| (id.0, k.status.as_str()))
+                    .collect::<BTreeMap<_, _>>(),
+            )
             .finish()
     }
 }
@@ -101,7 +113,7 @@ impl Keyring {
     /// Seals allowed per key in one process: half of NIST's 2^32 random-nonce budget.
     pub const DEFAULT_SEAL_LIMIT: u64 = 1 << 31;
 
-    fn entry(material: Zeroizing<[u8; KEY_LEN]>, status: KeyStatus) -> KeyEntry {
+    fn entry(material: DataKey, status: KeyStatus) -> KeyEntry {
         let cipher = Aes256Gcm::new_from_slice(material.as_ref()).expect("32-byte key");
         KeyEntry {
             material,
@@ -119,6 +131,7 @@ impl Keyring {
             keys,
             primary: KeyId(1),
             seal_limit: Self::DEFAULT_SEAL_LIMIT,
+            source: Arc::new(Plaintext),
         }
     }
 
@@ -131,6 +144,7 @@ impl Keyring {
             keys,
             primary: id,
             seal_limit: Self::DEFAULT_SEAL_LIMIT,
+            source: Arc::new(Plaintext),
         })
     }
 
@@ -143,25 +157,60 @@ impl Keyring {
     /// ```
     ///
     /// A text that is a single base64 key is read as key 1, primary. Errors name the
-    /// line, never its contents.
+    /// line, never its contents. A keyring whose keys are wrapped (it has a `kek` line)
+    /// needs its key source: [`Keyring::parse_with`].
     pub fn parse(text: &str) -> Result<Self, VaultError> {
+        Self::parse_with(text, Arc::new(Plaintext))
+    }
+
+    /// Parses the keyring text format with the key source that wrapped its keys.
+    ///
+    /// A wrapped keyring starts with a line naming how its keys are kept, such as
+    /// `kek pkcs11 aes-key-wrap-pad`, and each key field is the base64 of the wrapped
+    /// key. The source must be of the kind the file names: a plaintext keyring is not
+    /// opened as a wrapped one, nor the reverse.
+    pub fn parse_with(text: &str, source: Arc<dyn KeySource>) -> Result<Self, VaultError> {
         let trimmed = text.trim();
         if !trimmed.is_empty()
             && !trimmed.contains(char::is_whitespace)
             && !trimmed.starts_with('#')
         {
+            check_scheme(PLAINTEXT, source.as_ref())?;
             let key =
                 decode_key(trimmed).map_err(|r| VaultError::BadKeyring(format!("the key {r}")))?;
-            return Self::from_key(KeyId(1), key.as_ref());
+            let mut ring = Self::from_key(KeyId(1), key.as_ref())?;
+            ring.source = source;
+            return Ok(ring);
         }
         let mut keys = BTreeMap::new();
         let mut primary = None;
+        let mut scheme: Option<&str> = None;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let bad = |reason: &str| VaultError::BadKeyring(format!("line {}: {reason}", n + 1));
+            if let Some(rest) = line
+                .strip_prefix(KEK_DIRECTIVE)
+                .filter(|r| r.starts_with(' '))
+            {
+                if scheme.is_some() || !keys.is_empty() {
+                    return Err(bad("the `kek` line must come once, before the keys"));
+                }
+                let named = rest.trim();
+                check_scheme(named, source.as_ref())?;
+                scheme = Some(named);
+                continue;
+            }
+            // A file without a `kek` line holds plaintext keys.
+            let scheme = match scheme {
+                Some(named) => named,
+                None => {
+                    check_scheme(PLAINTEXT, source.as_ref())?;
+                    *scheme.insert(PLAINTEXT)
+                }
+            };
             let mut parts = line.split_whitespace();
             let (Some(id), Some(status), Some(key), None) =
                 (parts.next(), parts.next(), parts.next(), parts.next())
@@ -178,7 +227,12 @@ impl Keyring {
                 "retired" => KeyStatus::Retired,
                 _ => return Err(bad("the status must be primary, active or retired")),
             };
-            let key = decode_key(key).map_err(|r| bad(&format!("the key {r}")))?;
+            let key = if scheme == PLAINTEXT {
+                decode_key(key).map_err(|r| bad(&format!("the key {r}")))?
+            } else {
+                let wrapped = decode_wrapped(key).map_err(|r| bad(&format!("the key {r}")))?;
+                source.unwrap_key(id, scheme, &wrapped)?
+            };
             if status == KeyStatus::Primary && primary.replace(id).is_some() {
                 return Err(bad("a second primary key"));
             }
@@ -191,54 +245,87 @@ impl Keyring {
             keys,
             primary,
             seal_limit: Self::DEFAULT_SEAL_LIMIT,
+            source,
         })
     }
 
-    /// Writes the keyring in the text format [`Keyring::parse`] reads.
+    /// Writes the keyring in the text format [`Keyring::parse`] reads, each key as the
+    /// keyring's [key source](Keyring::key_source) wraps it.
     ///
     /// The zeroizing buffer is sized before anything is written, so it never grows and
     /// leaves key text behind in freed memory.
-    pub fn to_text(&self) -> Zeroizing<String> {
-        let lines: Vec<(String, &KeyEntry)> = self
-            .keys
-            .iter()
-            .map(|(id, k)| (format!("{} {} ", id.0, k.status.as_str()), k))
-            .collect();
+    pub fn to_text(&self) -> Result<Zeroizing<String>, VaultError> {
+        let scheme = self.source.scheme();
+        let kek_line = if scheme == PLAINTEXT {
+            String::new()
+        } else {
+            format!("{KEK_DIRECTIVE} {scheme}\n")
+        };
+        let mut lines = Vec::with_capacity(self.keys.len());
+        for (id, k) in &self.keys {
+            let head = format!("{} {} ", id.0, k.status.as_str());
+            lines.push((head, self.source.wrap_key(*id, &k.material)?));
+        }
         let len = TEXT_HEADER.len()
+            + kek_line.len()
             + lines
                 .iter()
-                .map(|(head, _)| head.len() + BASE64_KEY_LEN + 1)
+                .map(|(head, stored)| {
+                    head.len() + base64::encoded_len(stored.len(), true).unwrap_or(0) + 1
+                })
                 .sum::<usize>();
         let mut out = Zeroizing::new(String::with_capacity(len));
         out.push_str(TEXT_HEADER);
-        for (head, k) in lines {
+        out.push_str(&kek_line);
+        for (head, stored) in lines {
             out.push_str(&head);
-            STANDARD.encode_string(k.material.as_ref(), &mut out);
+            STANDARD.encode_string(stored.as_slice(), &mut out);
             out.push('\n');
         }
         debug_assert_eq!(out.len(), len, "the keyring text was sized exactly");
-        out
+        Ok(out)
+    }
+
+    /// How this keyring's keys are kept at rest: where they were loaded from, and how
+    /// [`Keyring::save`] writes them.
+    pub fn key_source(&self) -> &Arc<dyn KeySource> {
+        &self.source
+    }
+
+    /// Keeps the keys under another source from the next [`Keyring::save`] on: wrapping
+    /// a plaintext keyring, unwrapping one, or moving to a new key-encryption key. The
+    /// data keys, and so every sealed record, stay as they are.
+    pub fn set_key_source(&mut self, source: Arc<dyn KeySource>) {
+        self.source = source;
     }
 
     /// Reads the keyring named by the environment: the file at `CHART_KEYRING_FILE`
     /// (the same variable the `chart-auth` CLI reads, checked as [`Keyring::load`]
     /// does), or else the text in `CHART_VAULT_KEYRING` (the text format, or one base64
-    /// key).
+    /// key). When `CHART_PKCS11_MODULE` is set, the keys are unwrapped by the
+    /// [`Pkcs11KeySource`](super::Pkcs11KeySource) that the `CHART_PKCS11_*` variables
+    /// describe (feature `pkcs11`).
     pub fn from_env() -> Result<Self, VaultError> {
+        let source = env_key_source()?;
         if let Some(path) = std::env::var_os(KEYRING_FILE_VAR).filter(|p| !p.is_empty()) {
-            return Self::load(Path::new(&path));
+            return Self::load_with(Path::new(&path), source);
         }
         let text = Zeroizing::new(std::env::var(KEYRING_TEXT_VAR).map_err(|_| {
             VaultError::BadKeyring(format!(
                 "neither {KEYRING_FILE_VAR} nor {KEYRING_TEXT_VAR} is set"
             ))
         })?);
-        Self::parse(&text)
+        Self::parse_with(&text, source)
     }
 
-    /// Reads a keyring file. Like ssh with a private key, it refuses a file that group
-    /// or others may read or write.
+    /// Reads a keyring file of plaintext keys. See [`Keyring::load_with`].
     pub fn load(path: &Path) -> Result<Self, VaultError> {
+        Self::load_with(path, Arc::new(Plaintext))
+    }
+
+    /// Reads a keyring file whose keys `source` wrapped. Like ssh with a private key,
+    /// it refuses a file that group or others may read or write.
+    pub fn load_with(path: &Path, source: Arc<dyn KeySource>) -> Result<Self, VaultError> {
         let cannot = |e: std::io::Error| {
             VaultError::BadKeyring(format!("cannot read {}: {e}", path.display()))
         };
@@ -268,12 +355,13 @@ impl Keyring {
             .map_err(cannot)?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| VaultError::BadKeyring(format!("{} is not UTF-8 text", path.display())))?;
-        Self::parse(text)
+        Self::parse_with(text, source)
     }
 
-    /// Writes the keyring file atomically and durably, mode 0600.
+    /// Writes the keyring file atomically and durably, mode 0600, with each key as the
+    /// keyring's key source wraps it.
     pub fn save(&self, path: &Path) -> Result<(), VaultError> {
-        write_atomic(path, self.to_text().as_bytes()).map_err(VaultError::Store)
+        write_atomic(path, self.to_text()?.as_bytes()).map_err(VaultError::Store)
     }
 
     /// Sets the per-key seal limit (see the module docs on the nonce budget).
@@ -386,6 +474,43 @@ impl Keyring {
     }
 }
 
+/// Refuses to open a keyring with another kind of source than the one that wrote it.
+fn check_scheme(found: &str, source: &dyn KeySource) -> Result<(), KeySourceError> {
+    let given = source.scheme();
+    let kind = |scheme: &str| scheme.split_whitespace().next().unwrap_or("").to_owned();
+    if kind(found) == kind(&given) {
+        return Ok(());
+    }
+    let hint = if found == PLAINTEXT {
+        "wrap the keyring first (`chart-auth keyring wrap`), or open it without a key source"
+    } else {
+        "give the key source that wrapped them (for PKCS#11: --pkcs11-module, --token-label \
+         and --key-label, or the CHART_PKCS11_* variables)"
+    };
+    Err(KeySourceError::Mismatch {
+        found: found.into(),
+        given,
+        hint,
+    })
+}
+
+/// The key source the `CHART_PKCS11_*` variables describe, or plaintext keys.
+fn env_key_source() -> Result<Arc<dyn KeySource>, VaultError> {
+    if std::env::var_os(super::key_source::MODULE_VAR).is_none_or(|m| m.is_empty()) {
+        return Ok(Arc::new(Plaintext));
+    }
+    #[cfg(feature = "pkcs11")]
+    {
+        let config = super::key_source::Pkcs11Config::from_env()?;
+        Ok(Arc::new(config.open()?))
+    }
+    #[cfg(not(feature = "pkcs11"))]
+    Err(VaultError::BadKeyring(format!(
+        "{} is set, but chart-auth was built without the `pkcs11` feature",
+        super::key_source::MODULE_VAR
+    )))
+}
+
 fn random_key() -> Zeroizing<[u8; KEY_LEN]> {
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
     getrandom::fill(key.as_mut()).expect("the OS random number generator failed");
@@ -402,6 +527,15 @@ fn key_array(key: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, VaultError> {
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     out.copy_from_slice(key);
     Ok(out)
+}
+
+fn decode_wrapped(b64: &str) -> Result<Zeroizing<Vec<u8>>, &'static str> {
+    let mut buf = Zeroizing::new(vec![0u8; MAX_WRAPPED_KEY]);
+    let n = STANDARD
+        .decode_slice(b64.as_bytes(), buf.as_mut_slice())
+        .map_err(|_| "is not base64 of a wrapped key")?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 fn decode_key(b64: &str) -> Result<Zeroizing<[u8; KEY_LEN]>, &'static str> {

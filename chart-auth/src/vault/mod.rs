@@ -39,9 +39,17 @@ pub(crate) mod store;
 
 pub(crate) mod seal;
 
+mod key_source;
+
 mod keyring;
 
 pub use crate::ids::KeyId;
+pub use key_source::{DATA_KEY_LEN, DataKey, KeySource, Plaintext};
+#[cfg(feature = "pkcs11")]
+pub use key_source::{
+    KEY_VAR, MODULE_VAR, PIN_FILE_VAR, PIN_VAR, Pkcs11Config, Pkcs11KeySource, TOKEN_VAR,
+    WrapMechanism,
+};
 pub use keyring::{KeyStatus, Keyring};
 pub use seal::{FORMAT_VERSION, RecordIdentity, sealed_key_id};
 pub use store::{Expect, FileStore, FileStoreOptions, MemoryStore, StoredRecord, TokenStore};

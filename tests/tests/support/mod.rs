@@ -2,6 +2,9 @@
 //! that arrive through a verified callback.
 #![allow(dead_code)]
 
+#[cfg(feature = "pkcs11")]
+pub mod softhsm;
+
 use std::sync::Arc;
 use std::time::Duration;
 
