@@ -62,8 +62,9 @@
 //! 2. `ids`: the identifiers every layer shares ([`ProviderId`], [`KeyId`](vault::KeyId)).
 //! 3. `error`: every error type of the crate.
 //! 4. [`vault`]: sealed tokens at rest, knowing nothing of HTTP or of the flow;
-//!    inside it `store` (memory, file), then `seal` (format, AAD), then `keyring`,
-//!    then [`Vault`](vault::Vault).
+//!    inside it `store` (memory, file), then `seal` (format, AAD), then `key_source`
+//!    (plaintext, or wrapped by a KEK in an HSM), then `keyring`, then
+//!    [`Vault`](vault::Vault).
 //! 5. `wire`: Chart's request, response and error bodies; scrubbing.
 //! 6. `config`: [`Config`] and its builder.
 //! 7. `transport`: hyper + rustls, the retry loop, classification.
@@ -139,7 +140,7 @@ pub mod fuzzing {
 }
 
 /// The README's Rust blocks, compiled as doctests (with `--all-features`, as the
-/// README's test command runs them: one block uses `PostgresStore`).
-#[cfg(all(doctest, feature = "postgres"))]
+/// README's test command runs them: blocks use `PostgresStore` and `Pkcs11Config`).
+#[cfg(all(doctest, feature = "postgres", feature = "pkcs11"))]
 #[doc = include_str!("../../README.md")]
 mod readme {}

@@ -52,7 +52,7 @@ fn forms(key: &[u8]) -> Vec<Vec<u8>> {
     for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
         // The whole key, and its first 16 characters.
         let text = engine.encode(key);
-        out.push(text[..16].as_bytes().to_vec());
+        out.push(text.as_bytes()[..16].to_vec());
         out.push(text.into_bytes());
     }
     out
@@ -262,13 +262,13 @@ fn each_way_the_hsm_refuses_has_its_own_error() {
     make_bad_key(&token.label, "extractable", true, true);
     let e = open(token.config("extractable"));
     assert!(
-        matches!(e, KeySourceError::KekUnusable { ref reason, .. } if reason.contains("extractable")),
+        matches!(e, KeySourceError::KekUnusable { reason, .. } if reason.contains("extractable")),
         "{e:?}"
     );
     make_bad_key(&token.label, "no-wrap", false, false);
     let e = open(token.config("no-wrap"));
     assert!(
-        matches!(e, KeySourceError::KekUnusable { ref reason, .. } if reason.contains("wrap")),
+        matches!(e, KeySourceError::KekUnusable { reason, .. } if reason.contains("wrap")),
         "{e:?}"
     );
     // Two keys under one label: which one wraps would be a guess.
@@ -276,7 +276,7 @@ fn each_way_the_hsm_refuses_has_its_own_error() {
     make_bad_key(&token.label, "twice", false, true);
     let e = open(token.config("twice"));
     assert!(
-        matches!(e, KeySourceError::KekUnusable { ref reason, .. } if reason.contains("more than one")),
+        matches!(e, KeySourceError::KekUnusable { reason, .. } if reason.contains("more than one")),
         "{e:?}"
     );
     // `create_kek` never makes a second key under a taken label.

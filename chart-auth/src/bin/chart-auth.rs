@@ -56,7 +56,8 @@ struct Cli {
 #[derive(Debug, clap::Args)]
 struct HsmArgs {
     /// The PKCS#11 module (a .so) whose token holds the key-encryption key. With it,
-    /// the keyring's data keys are read and written wrapped by that key.
+    /// the keyring's data keys are read and written wrapped by that key; an empty value
+    /// means none.
     #[arg(long, global = true, env = "CHART_PKCS11_MODULE")]
     pkcs11_module: Option<PathBuf>,
     /// The token's label.
@@ -75,7 +76,11 @@ struct HsmArgs {
 impl HsmArgs {
     /// The HSM's configuration, or `None` when no module is given.
     fn config(&self) -> Result<Option<chart_auth::vault::Pkcs11Config>> {
-        let Some(module) = &self.pkcs11_module else {
+        let Some(module) = self
+            .pkcs11_module
+            .as_ref()
+            .filter(|m| !m.as_os_str().is_empty())
+        else {
             return Ok(None);
         };
         let (Some(token), Some(key)) = (&self.token_label, &self.key_label) else {

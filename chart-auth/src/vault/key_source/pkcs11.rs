@@ -624,7 +624,10 @@ mod tests {
     #[test]
     fn key_wrap_is_preferred_then_gcm_then_a_clear_refusal() {
         use WrapMechanism::{AesGcm, AesKeyWrapPad};
-        assert_eq!(best_mechanism(&[AesGcm, AesKeyWrapPad]).unwrap(), AesKeyWrapPad);
+        assert_eq!(
+            best_mechanism(&[AesGcm, AesKeyWrapPad]).unwrap(),
+            AesKeyWrapPad
+        );
         assert_eq!(best_mechanism(&[AesGcm]).unwrap(), AesGcm);
         let e = best_mechanism(&[]).unwrap_err();
         assert!(matches!(e, KeySourceError::MechanismUnsupported(_)));
