@@ -109,7 +109,13 @@ pub(crate) async fn token(ctx: &Ctx, req: Request<hyper::body::Incoming>, note: 
     if let Some(resp) = api_version_error(&req) {
         return resp;
     }
-    if !is_json(&req) {
+    let json = is_json(&req);
+    note.json_body = Some(json);
+    if !json {
+        // Read only to tell the conformance report whose request this was.
+        if let Ok(body) = read_body(req).await {
+            note.client_id = client_named_in(ctx, &body);
+        }
         return error_std(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "The content type must be application/json.",
@@ -119,6 +125,20 @@ pub(crate) async fn token(ctx: &Ctx, req: Request<hyper::body::Incoming>, note: 
         Ok(body) => token_grant(ctx, &body, note).await,
         Err(resp) => resp,
     }
+}
+
+/// The known client a body names, as JSON or as a form; the body is not otherwise used.
+fn client_named_in(ctx: &Ctx, body: &[u8]) -> Option<String> {
+    let named = match serde_json::from_slice::<TokenRequest<'_>>(body) {
+        Ok(TokenRequest {
+            client_id: Field::Str(id),
+            ..
+        }) => Some(id.into_owned()),
+        _ => form_urlencoded::parse(body)
+            .find(|(name, _)| name == "client_id")
+            .map(|(_, id)| id.into_owned()),
+    };
+    named.filter(|id| ctx.chart.client(id).is_some())
 }
 
 /// The body of `POST /auth/token`, once the method and headers have passed.
@@ -131,6 +151,7 @@ pub(crate) async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp
         None
     };
     let Some(body) = parsed else {
+        note.json_body = Some(false);
         return error_std(
             StatusCode::BAD_REQUEST,
             "The request body is not a JSON object.",
@@ -148,6 +169,7 @@ pub(crate) async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp
         Ok(f) => f,
         Err(resp) => return resp,
     };
+    note.redirect_uri_sent = Some(redirect_uri.is_some());
     if ctx.chart.client(client_id).is_some() {
         note.client_id = Some(client_id.to_owned());
     }
@@ -175,10 +197,13 @@ pub(crate) async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp
         );
     }
     note.metadata = ctx.chart.code_metadata(code);
-    match ctx
-        .chart
-        .redeem_noting(client_id, code, redirect_uri, &mut note.code_id)
-    {
+    match ctx.chart.redeem_noting(
+        client_id,
+        code,
+        redirect_uri,
+        &mut note.code_id,
+        &mut note.code_redirect_flow,
+    ) {
         GrantOutcome::Issued {
             account_id,
             provider_id,
@@ -188,6 +213,7 @@ pub(crate) async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp
             if slow {
                 tokio::time::sleep(ctx.chart.slow_delay()).await;
             }
+            note.issued_account = Some(account_id.clone());
             #[derive(Serialize)]
             struct TokenAnswer<'a> {
                 account_id: &'a str,
@@ -269,6 +295,7 @@ pub(crate) fn bearer_endpoint(
         )
     } else {
         ctx.chart.revoke(token);
+        note.disconnected_account = Some(info.account_id.clone());
         json_response(StatusCode::OK, &serde_json::json!({"status": "success"}))
     }
 }

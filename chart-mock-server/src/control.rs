@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 
 use crate::model::{Fault, FaultKind, MintError, MintRequest};
 use crate::request::{Ctx, bearer, json_body};
-use crate::response::{Resp, error, error_std, json_response, method_not_allowed};
+use crate::response::{Resp, error, error_std, html, json_response, method_not_allowed};
 
 /// Lets a control-plane request through, or answers why not.
 pub(crate) fn authorize_control<B>(
@@ -106,15 +106,40 @@ pub(crate) async fn control_plane(
             chart.clear_journal();
             json_response(StatusCode::OK, &serde_json::json!({"status": "cleared"}))
         }
+        (Method::GET, "report") => {
+            json_response(StatusCode::OK, &chart.report(kept(&req).as_ref()))
+        }
+        (Method::GET, "report.html") => {
+            html(StatusCode::OK, chart.report(kept(&req).as_ref()).to_html())
+        }
+        (Method::DELETE, "report") => {
+            chart.clear_report();
+            json_response(StatusCode::OK, &serde_json::json!({"status": "cleared"}))
+        }
         (Method::GET, "health") => {
             json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
         }
         (_, "codes" | "clock") => method_not_allowed("POST"),
         (_, "faults") => method_not_allowed("POST, DELETE"),
         (_, "journal") => method_not_allowed("GET, DELETE"),
-        (_, "health") => method_not_allowed("GET"),
+        (_, "health" | "report.html") => method_not_allowed("GET"),
+        (_, "report") => method_not_allowed("GET, DELETE"),
         _ => error_std(StatusCode::NOT_FOUND, "No such control-plane route."),
     }
+}
+
+/// The `kept` query parameter: account ids, comma-separated, whose tokens the clients
+/// still hold.
+fn kept<B>(req: &Request<B>) -> Option<std::collections::HashSet<String>> {
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .find(|(name, _)| name == "kept")
+        .map(|(_, list)| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::model::{Fault, FaultKind, JournalEntry};
+use crate::report::{Endpoint, Observation};
 use crate::request::{Ctx, Note};
 use crate::response::{MockBody, ResetConnection, Resp, error_name, error_std, with_retry_after};
 use crate::{api, connect, control};
@@ -25,6 +26,18 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut note = Note::default();
+    let endpoint = match path.as_str() {
+        "/auth/token" => Some(Endpoint::Token),
+        "/introspect" => Some(Endpoint::Introspect),
+        "/disconnect" => Some(Endpoint::Disconnect),
+        _ => None,
+    };
+    let api_version = req.headers().contains_key("chart-api-version");
+    let url_secret = match endpoint {
+        Some(_) => secret_in_url(&ctx, req.uri().query().unwrap_or("")),
+        None => None,
+    };
+    let arrived_ms = ctx.chart.now_ms();
     let fault = if path.starts_with("/__chart/") {
         None
     } else {
@@ -59,6 +72,41 @@ pub(crate) async fn handle(
         request_id = %request_id,
         "request"
     );
+    if endpoint.is_some() {
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        ctx.chart.observe(Observation {
+            request_id: request_id.clone(),
+            at_ms: arrived_ms,
+            endpoint,
+            client_id: note
+                .client_id
+                .clone()
+                .or_else(|| url_secret.clone().flatten()),
+            status,
+            retry_after,
+            cut: matches!(
+                fault.as_ref().map(|f| f.kind),
+                Some(
+                    FaultKind::Reset
+                        | FaultKind::Empty
+                        | FaultKind::Truncated
+                        | FaultKind::MalformedJson
+                )
+            ),
+            api_version,
+            secret_in_url: url_secret.is_some(),
+            json_body: note.json_body,
+            redirect_uri_sent: note.redirect_uri_sent,
+            code_id: note.code_id.clone(),
+            code_redirect_flow: note.code_redirect_flow,
+            issued_account: note.issued_account.take(),
+            disconnected_account: note.disconnected_account.take(),
+        });
+    }
     ctx.chart.record(JournalEntry {
         request_id: request_id.clone(),
         at: ctx.chart.now(),
@@ -115,6 +163,26 @@ pub(crate) async fn handle(
         HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("unknown")),
     );
     Ok(resp)
+}
+
+/// Whether a query string carries a secret: a parameter named for one, or a value the
+/// mock knows as a client secret, a code or a token. `Some(owner)` when it does, with
+/// the client it belongs to when that is known.
+fn secret_in_url(ctx: &Ctx, query: &str) -> Option<Option<String>> {
+    const SECRET_NAMES: [&str; 4] = ["client_secret", "code", "access_token", "token"];
+    let mut found = false;
+    let mut owner = None;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name == "client_id" && ctx.chart.client(&value).is_some() {
+            owner = Some(value.into_owned());
+            continue;
+        }
+        if SECRET_NAMES.contains(&name.as_ref()) || ctx.chart.is_known_secret(&value) {
+            found = true;
+            owner = owner.or_else(|| ctx.chart.owner_of(&value));
+        }
+    }
+    found.then_some(owner)
 }
 
 /// `success`, or the error `name` of the answer's body.

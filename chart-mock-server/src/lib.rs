@@ -30,6 +30,8 @@ mod config;
 
 mod model;
 
+mod report;
+
 mod tls;
 
 mod response;
@@ -54,6 +56,7 @@ pub use model::{
     Chart, Fault, FaultKind, GrantOutcome, JournalEntry, MintError, MintRequest, MintedCode,
     PROVIDERS, Scenario, TokenInfo,
 };
+pub use report::{Check, CheckResult, ClientReport, Report, Verdict};
 pub use request::{API_VERSION, HEADER_READ_TIMEOUT, MAX_BODY};
 pub use response::error_name;
 pub use server::{MockServer, StartError};

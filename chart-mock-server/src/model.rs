@@ -3,7 +3,7 @@
 //! Everything here is synchronous and guarded by short-lived locks that are never held
 //! across an await, so the HTTP layer can call it from any task.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::config::{ClientConfig, MockConfig};
+use crate::report::{Observation, Observations, Report};
 
 /// What happens when a code is exchanged (chosen at minting or on the Connect page).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -310,6 +311,7 @@ pub struct Chart {
     has_faults: std::sync::atomic::AtomicBool,
     journal: Mutex<VecDeque<JournalEntry>>,
     journal_len: usize,
+    observations: Mutex<Observations>,
     rate: Option<Mutex<RateWindow>>,
     dummy_secret: String,
 }
@@ -343,6 +345,7 @@ impl Chart {
             has_faults: std::sync::atomic::AtomicBool::new(false),
             journal: Mutex::new(VecDeque::new()),
             journal_len: config.journal_len,
+            observations: Mutex::new(Observations::new(config.journal_len)),
             rate: config.rate_limit_per_minute.map(|per_minute| {
                 Mutex::new(RateWindow {
                     per_minute,
@@ -462,7 +465,7 @@ impl Chart {
     /// Checks and spends a code for an authenticated client. Exactly one caller can
     /// spend a code, however many race for it.
     pub fn redeem(&self, client_id: &str, code: &str, redirect_uri: Option<&str>) -> GrantOutcome {
-        self.redeem_noting(client_id, code, redirect_uri, &mut None)
+        self.redeem_noting(client_id, code, redirect_uri, &mut None, &mut None)
     }
 
     /// Like [`Chart::redeem`], and notes the code's non-secret id for the journal.
@@ -472,6 +475,7 @@ impl Chart {
         code: &str,
         redirect_uri: Option<&str>,
         code_id: &mut Option<String>,
+        redirect_flow: &mut Option<bool>,
     ) -> GrantOutcome {
         let now = self.now();
         let mut codes = lock(&self.codes);
@@ -479,6 +483,7 @@ impl Chart {
             return GrantOutcome::InvalidGrant("The authorization code is invalid.");
         };
         *code_id = Some(entry.id.clone());
+        *redirect_flow = Some(entry.redirect_uri.is_some());
         if let Some(token) = &mut entry.spent {
             // RFC 6749 §10.5: a reused code revokes what it was exchanged for.
             if let Some(token) = token.take() {
@@ -619,10 +624,73 @@ impl Chart {
     pub fn clear_journal(&self) {
         lock(&self.journal).clear();
     }
+
+    /// Keeps what the mock saw of a request to Chart's API, for the conformance report.
+    pub fn observe(&self, observation: Observation) {
+        lock(&self.observations).push(observation);
+    }
+
+    /// The conformance report; `kept` lists the accounts whose tokens the clients still
+    /// hold (see [`Check::DisconnectDroppedTokens`](crate::report::Check)).
+    pub fn report(&self, kept: Option<&HashSet<String>>) -> Report {
+        lock(&self.observations).grade(kept)
+    }
+
+    /// Forgets what the report was graded on.
+    pub fn clear_report(&self) {
+        lock(&self.observations).clear();
+    }
+
+    /// The mock's clock in milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        u64::try_from(real).unwrap_or(u64::MAX).saturating_add(
+            self.clock_offset
+                .load(Ordering::Relaxed)
+                .saturating_mul(1000),
+        )
+    }
+
+    /// Whether `value` is a secret the mock knows: a client secret, a live or spent
+    /// code, or a live token.
+    pub fn is_known_secret(&self, value: &str) -> bool {
+        !value.is_empty()
+            && (self
+                .clients
+                .values()
+                .any(|c| secret_eq(&c.client_secret, value))
+                || lock(&self.codes).map.contains_key(value)
+                || lock(&self.tokens).map.contains_key(value))
+    }
+
+    /// The client a code was issued to, or a token belongs to.
+    pub fn owner_of(&self, secret: &str) -> Option<String> {
+        if let Some(code) = lock(&self.codes).map.get(secret) {
+            return Some(code.client_id.clone());
+        }
+        lock(&self.tokens)
+            .map
+            .get(secret)
+            .map(|t| t.client_id.clone())
+            .or_else(|| {
+                self.clients
+                    .values()
+                    .find(|c| secret_eq(&c.client_secret, secret))
+                    .map(|c| c.client_id.clone())
+            })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Compares a client secret in constant time, as authentication does.
+fn secret_eq(expected: &str, given: &str) -> bool {
+    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
 #[cfg(test)]

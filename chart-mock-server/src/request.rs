@@ -40,6 +40,16 @@ pub(crate) struct Note {
     pub(crate) client_id: Option<String>,
     pub(crate) code_id: Option<String>,
     pub(crate) metadata: Option<String>,
+    /// `/auth/token`: the body was JSON (content type and shape).
+    pub(crate) json_body: Option<bool>,
+    /// `/auth/token`: `redirect_uri` was sent.
+    pub(crate) redirect_uri_sent: Option<bool>,
+    /// The code came from the Redirect flow.
+    pub(crate) code_redirect_flow: Option<bool>,
+    /// The account of the token issued.
+    pub(crate) issued_account: Option<String>,
+    /// The account of the token disconnected.
+    pub(crate) disconnected_account: Option<String>,
 }
 
 pub(crate) fn api_version_error(req: &Request<hyper::body::Incoming>) -> Option<Resp> {

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::config::{ConfigError, MockConfig};
 use crate::dispatch;
 use crate::model::{Chart, Fault, JournalEntry, MintError, MintRequest, MintedCode};
+use crate::report::Report;
 use crate::request::{Ctx, HEADER_READ_TIMEOUT};
 use crate::tls;
 
@@ -147,6 +148,13 @@ impl MockServer {
     /// The journal, oldest first, with every secret left out.
     pub fn journal(&self) -> Vec<JournalEntry> {
         self.chart.journal()
+    }
+
+    /// The conformance report of every client that called Chart's API, as
+    /// `GET /__chart/report` serves it. `kept` lists the accounts whose tokens the
+    /// clients still hold; without it the disconnect check is not seen.
+    pub fn report(&self, kept: Option<&std::collections::HashSet<String>>) -> Report {
+        self.chart.report(kept)
     }
 
     /// Stops accepting, lets open requests finish (for up to 5 s), and returns.
