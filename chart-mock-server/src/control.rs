@@ -13,7 +13,12 @@ use subtle::ConstantTimeEq;
 
 use crate::model::{Fault, FaultKind, MintError, MintRequest};
 use crate::request::{Ctx, bearer, json_body};
-use crate::response::{Resp, error, error_std, html, json_response, method_not_allowed};
+use crate::response::{
+    Resp, error, error_std, html, json_bytes, json_response, method_not_allowed,
+};
+
+/// The OpenAPI 3.1 document of the mocked API and of this control plane.
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Lets a control-plane request through, or answers why not.
 pub(crate) fn authorize_control<B>(
@@ -116,13 +121,17 @@ pub(crate) async fn control_plane(
             chart.clear_report();
             json_response(StatusCode::OK, &serde_json::json!({"status": "cleared"}))
         }
+        (Method::GET, "openapi.json") => json_bytes(
+            StatusCode::OK,
+            bytes::Bytes::from_static(OPENAPI.as_bytes()),
+        ),
         (Method::GET, "health") => {
             json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
         }
         (_, "codes" | "clock") => method_not_allowed("POST"),
         (_, "faults") => method_not_allowed("POST, DELETE"),
         (_, "journal") => method_not_allowed("GET, DELETE"),
-        (_, "health" | "report.html") => method_not_allowed("GET"),
+        (_, "health" | "report.html" | "openapi.json") => method_not_allowed("GET"),
         (_, "report") => method_not_allowed("GET, DELETE"),
         _ => error_std(StatusCode::NOT_FOUND, "No such control-plane route."),
     }

@@ -52,6 +52,7 @@ pub use config::{
     ClientConfig, ConfigError, MockConfig, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET,
     SANDBOX_REDIRECT_URIS,
 };
+pub use control::OPENAPI;
 pub use model::{
     Chart, Fault, FaultKind, GrantOutcome, JournalEntry, MintError, MintRequest, MintedCode,
     PROVIDERS, Scenario, TokenInfo,

@@ -87,8 +87,15 @@ impl std::error::Error for ResetConnection {}
 pub(crate) type Resp = Response<MockBody>;
 
 pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Resp {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut resp = Response::new(MockBody::Full(Some(Bytes::from(bytes))));
+    json_bytes(
+        status,
+        Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+    )
+}
+
+/// An answer whose body is JSON already.
+pub(crate) fn json_bytes(status: StatusCode, body: Bytes) -> Resp {
+    let mut resp = Response::new(MockBody::Full(Some(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -668,7 +668,120 @@ async fn react_sdk_dev_mode(t: Target) {
     assert!(html.contains("\"kind\":\"error\"") && html.contains("access_denied"));
 }
 
+/// The routes of DESIGN §5, written out here so that neither the document nor the mock
+/// can drift from the contract.
+const CONTRACT_ROUTES: [(&str, &str); 18] = [
+    ("POST", "/auth/token"),
+    ("GET", "/introspect"),
+    ("POST", "/disconnect"),
+    ("GET", "/connect"),
+    ("POST", "/connect"),
+    ("GET", "/"),
+    ("POST", "/"),
+    ("POST", "/__chart/codes"),
+    ("POST", "/__chart/clock"),
+    ("POST", "/__chart/faults"),
+    ("DELETE", "/__chart/faults"),
+    ("GET", "/__chart/journal"),
+    ("DELETE", "/__chart/journal"),
+    ("GET", "/__chart/health"),
+    ("GET", "/__chart/openapi.json"),
+    ("GET", "/__chart/report"),
+    ("DELETE", "/__chart/report"),
+    ("GET", "/__chart/report.html"),
+];
+
+async fn openapi_matches_the_routes(t: Target) {
+    let a = t.send(Method::GET, "/__chart/openapi.json", &[], "").await;
+    assert_eq!(a.status, StatusCode::OK);
+    let doc = a.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let contract: std::collections::BTreeSet<(String, String)> = CONTRACT_ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(
+        documented, contract,
+        "the document lists exactly the contract's routes"
+    );
+
+    // The mock serves each documented route, and answers 405 with the documented
+    // methods in `Allow` for every other method on it.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let mut allowed: Vec<String> = ops
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        allowed.sort();
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            let a = t
+                .send(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    path,
+                    &[],
+                    "",
+                )
+                .await;
+            if allowed.iter().any(|m| m == method) {
+                assert!(
+                    a.status != StatusCode::NOT_FOUND && a.status != StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is documented but answered {}",
+                    a.status
+                );
+            } else {
+                assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                let allow = a.headers["allow"].to_str().unwrap();
+                let mut listed: Vec<String> = allow.split(", ").map(str::to_owned).collect();
+                listed.sort();
+                assert_eq!(listed, allowed, "Allow of {path}");
+            }
+        }
+    }
+    for path in ["/nope", "/__chart/nope", "/auth"] {
+        assert_eq!(
+            t.send(Method::GET, path, &[], "").await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    // Every error row of the contract is in the document, under its status.
+    let names: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["name"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let token = &doc["paths"]["/auth/token"]["post"]["responses"];
+    for (status, name) in [
+        ("400", "invalid_request_error"),
+        ("401", "invalid_client_error"),
+        ("400", "invalid_grant_error"),
+        ("413", "payload_too_large"),
+        ("415", "unsupported_media_type"),
+        ("429", "rate_limit_exceeded_error"),
+        ("500", "server_error"),
+    ] {
+        assert!(names.contains(&name), "{name} is a documented error name");
+        let documented = token[status].to_string();
+        assert!(
+            documented.contains(name),
+            "/auth/token documents {status} {name}"
+        );
+    }
+    assert!(names.contains(&"method_not_allowed") && names.contains(&"invalid_token_error"));
+    assert!(token["429"]["headers"]["Retry-After"]["required"] == true);
+}
+
 contract! {
+    the_openapi_document_matches_the_routes("") => openapi_matches_the_routes;
     success_has_the_contract_shape("") => success_shape;
     react_sdk_dev_mode_page("") => react_sdk_dev_mode;
     helpful_first_hour_refusals("") => helpful_refusals;
