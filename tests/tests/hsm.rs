@@ -8,7 +8,6 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
-use base64::Engine;
 use chart_auth::vault::{
     FileStore, KeyId, KeySource, Keyring, Pkcs11Config, Plaintext, TokenStore, Vault, WrapMechanism,
 };
@@ -38,30 +37,8 @@ fn source_error(result: Result<impl std::fmt::Debug, VaultError>) -> KeySourceEr
     }
 }
 
-/// Every form in which a key could sit in a file: raw, hex, base64 and its URL-safe
-/// and unpadded kin, and a 12-byte run of it.
-fn forms(key: &[u8]) -> Vec<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    let mut out = vec![
-        key.to_vec(),
-        key[..12].to_vec(),
-        hex.clone().into_bytes(),
-        hex.to_uppercase().into_bytes(),
-    ];
-    for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
-        // The whole key, and its first 16 characters.
-        let text = engine.encode(key);
-        out.push(text.as_bytes()[..16].to_vec());
-        out.push(text.into_bytes());
-    }
-    out
-}
-
 fn holds_any(file: &[u8], key: &[u8]) -> bool {
-    forms(key)
-        .iter()
-        .any(|form| file.windows(form.len()).any(|w| w == form.as_slice()))
+    support::leaks::find_leak(file, key).is_some()
 }
 
 #[test]

@@ -188,6 +188,8 @@ async fn tinks_four_phase_rotation() {
     );
     let old = vault.with_keyring(|k| k.primary());
     let provider = ProviderId::Irs;
+    // A blob sealed under the old key and kept aside, as a backup would keep it.
+    let kept_aside = vault.with_keyring(|k| k.seal(&ID, b"backup")).unwrap();
     vault
         .put("a1", &provider, &AccessToken::new("t1"))
         .await
@@ -222,10 +224,25 @@ async fn tinks_four_phase_rotation() {
         assert_eq!(vault.unseal(a).await.unwrap().expose_secret(), t);
         assert_eq!(vault.get(a).await.unwrap().unwrap().key_id(), new);
     }
-    // A blob still under the retired key is refused.
+    // A blob still under the retired key is refused, before any decryption; it opens
+    // again once the key is activated.
+    assert!(matches!(
+        vault.with_keyring(|k| k.unseal(&ID, &kept_aside)),
+        Err(VaultError::KeyRetired(k)) if k == old
+    ));
     let ring_text = vault.with_keyring(|k| k.to_text().unwrap());
     let mut ring = Keyring::parse(&ring_text).unwrap();
-    assert!(ring.retire(new).is_err(), "the primary cannot retire");
+    assert!(
+        matches!(ring.retire(new), Err(VaultError::RetirePrimary(k)) if k == new),
+        "the primary cannot retire"
+    );
+    assert!(matches!(
+        ring.promote(old),
+        Err(VaultError::PromoteRetired(k)) if k == old
+    ));
+    ring.activate(old).unwrap();
+    assert_eq!(&ring.unseal(&ID, &kept_aside).unwrap()[..], b"backup");
+    ring.retire(old).unwrap();
     assert_eq!(
         ring.keys().collect::<Vec<_>>(),
         [(old, KeyStatus::Retired), (new, KeyStatus::Primary)]
@@ -358,7 +375,16 @@ fn the_nonce_budget_is_enforced() {
     assert!(
         matches!(ring.seal(&ID, b"t"), Err(VaultError::NonceBudgetExhausted(k)) if k == primary)
     );
-    assert_eq!(ring.seals(primary), Some(4));
+    assert_eq!(
+        ring.seals(primary),
+        Some(3),
+        "a refused seal is not counted"
+    );
+    assert!(matches!(
+        ring.seal(&ID, b"t"),
+        Err(VaultError::NonceBudgetExhausted(_))
+    ));
+    assert_eq!(ring.seals(primary), Some(3));
     let fresh = ring.add_key().unwrap();
     ring.promote(fresh).unwrap();
     ring.seal(&ID, b"t").expect("a rotated key seals again");

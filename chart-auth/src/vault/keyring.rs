@@ -379,7 +379,8 @@ impl Keyring {
         self.keys.iter().map(|(id, k)| (*id, k.status))
     }
 
-    /// How many records a key has sealed in this process.
+    /// How many records a key has sealed in this process. Seals refused for the nonce
+    /// budget are not counted.
     pub fn seals(&self, id: KeyId) -> Option<u64> {
         self.keys.get(&id).map(|k| k.seals.load(Ordering::Relaxed))
     }
@@ -452,9 +453,13 @@ impl Keyring {
     ) -> Result<Vec<u8>, VaultError> {
         let id = self.primary;
         let key = self.keys.get(&id).ok_or(VaultError::UnknownKey(id))?;
-        if key.seals.fetch_add(1, Ordering::Relaxed) >= self.seal_limit {
-            return Err(VaultError::NonceBudgetExhausted(id));
-        }
+        // Counted only when under the limit, so a refused seal never counts; the count
+        // is taken before sealing, so concurrent seals can never pass the limit.
+        key.seals
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.seal_limit).then_some(n + 1)
+            })
+            .map_err(|_| VaultError::NonceBudgetExhausted(id))?;
         seal::seal(&key.cipher, id, identity, plaintext)
     }
 
