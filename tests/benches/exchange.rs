@@ -8,6 +8,9 @@
 //! `cargo bench -p chart-e2e --bench exchange` (EXCHANGES to change the count)
 //! `cargo bench -p chart-e2e --bench exchange -- --test` (a fast smoke run)
 
+#[path = "../tests/support/tls.rs"]
+mod tls;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,19 +42,6 @@ struct Token {
 struct Sample {
     cpu_per_exchange: Duration,
     per_sec: f64,
-}
-
-fn tls_config(ca: &str) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls_pki_types::pem::PemObject;
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth()
 }
 
 fn body(code: &str) -> String {
@@ -178,7 +168,7 @@ fn main() {
             let https = {
                 let b = hyper_rustls::HttpsConnectorBuilder::new();
                 let b = match mock.ca_pem() {
-                    Some(ca) => b.with_tls_config(tls_config(ca)),
+                    Some(ca) => b.with_tls_config(tls::trusting(ca)),
                     None => b.with_tls_config(tls_config_empty()),
                 };
                 // As a careful hand-written client would: TCP_NODELAY, like the SDK and reqwest.
@@ -220,7 +210,7 @@ fn main() {
             rb = match mock.ca_pem() {
                 Some(ca) => {
                     // The same ALPN offer as the SDK, so both speak HTTP/2 to the mock.
-                    let mut tls = tls_config(ca);
+                    let mut tls = tls::trusting(ca);
                     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
                     rb.use_preconfigured_tls(tls)
                 }

@@ -1,7 +1,10 @@
 //! The secret-leak proof: complete flows, every error and every fault, under a TRACE
-//! subscriber and a panic hook. Everything captured (logs of the SDK and the mock,
-//! panic messages, the mock's journal, Debug and Display of every value the caller
-//! sees) is searched for every secret value. None may appear.
+//! subscriber (bridged from the `log` crate too) and a panic hook. Everything captured
+//! (logs of the SDK and the mock, panic messages, the mock's journal and its raw error
+//! answers, the callback's answers and `Location` headers with success and error pages
+//! configured, Debug and Display of every value the caller sees) is searched for every
+//! secret value in every form: raw, hex, base64, a Rust byte list, and a prefix
+//! (`support::leaks`). None may appear.
 
 mod support;
 
@@ -33,11 +36,13 @@ impl Write for Capture {
 async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
     let capture = Capture::default();
     let writer = capture.clone();
+    // `init` also installs the `log` bridge (the `tracing-log` feature).
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .init();
+    log::warn!("log-crate bridge marker");
     let panics = capture.clone();
     std::panic::set_hook(Box::new(move |info| {
         let _ = writeln!(panics.clone(), "PANIC: {info}");
@@ -150,13 +155,21 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         ConnectStateSigner::generate(),
         shared_vault.clone(),
     );
-    let callback = chart_auth::CallbackService::builder(shared.clone())
+    let plain = chart_auth::CallbackService::builder(shared.clone())
         .session(|_| Some(SESSION.to_vec()))
         .build();
-    for (redirect, scenario) in [
-        (true, Scenario::Success),
-        (false, Scenario::Success),
-        (true, Scenario::ServerError),
+    let with_pages = chart_auth::CallbackService::builder(shared.clone())
+        .session(|_| Some(SESSION.to_vec()))
+        .success_page("https://app.example/connected")
+        .error_page("https://app.example/connect-failed")
+        .build();
+    for (callback, redirect, scenario) in [
+        (&plain, true, Scenario::Success),
+        (&plain, false, Scenario::Success),
+        (&plain, true, Scenario::ServerError),
+        (&with_pages, true, Scenario::Success),
+        (&with_pages, false, Scenario::Denied),
+        (&with_pages, true, Scenario::ServerError),
     ] {
         let code = mint(redirect, scenario);
         secrets.push(code.clone());
@@ -209,13 +222,20 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
     ] {
         let code = mint(false, scenario);
         secrets.push(code.clone());
-        errors.push(
-            receive_via(&client, &code, Flow::Embedded)
-                .exchange(&client)
-                .await
-                .map(|_| ()),
-        );
+        let result = receive_via(&client, &code, Flow::Embedded)
+            .exchange(&client)
+            .await;
+        // `slow` and `rate_limited` end in a token, which joins the secrets.
+        if let Ok(exchanged) = &result {
+            secrets.push(exchanged.access_token().expose_secret().to_owned());
+            seen += &format!("{exchanged:?}\n");
+        }
+        errors.push(result.map(|_| ()));
     }
+    assert!(
+        errors.iter().filter(|e| e.is_ok()).count() >= 2,
+        "slow and rate_limited gave tokens"
+    );
     let code = mint(false, Scenario::Success);
     secrets.push(code.clone());
     errors.push(
@@ -294,6 +314,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
     let _ = std::panic::catch_unwind(|| panic!("boom with {token:?}"));
 
     seen += &serde_json::to_string(&mock.journal()).unwrap();
+    seen += &raw_error_answers(&mock, &client_secret, &secrets).await;
     seen += &format!("{client:?}\n{vault:?}\n");
     for entry in std::fs::read_dir(&dir).unwrap() {
         seen += &String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap());
@@ -301,16 +322,74 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
     let _ = std::panic::take_hook();
     let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
     assert!(logs.contains("chart.exchange"), "the TRACE capture works");
+    assert!(
+        logs.contains("log-crate bridge marker"),
+        "the log bridge works"
+    );
     assert!(logs.contains("PANIC: "), "the panic hook works");
+    assert!(
+        seen.contains("app.example/connected"),
+        "the success page was used"
+    );
+    assert!(
+        seen.contains("app.example/connect-failed"),
+        "the error page was used"
+    );
     let everything = format!("{logs}\n{seen}");
     assert!(secrets.len() >= 30, "{} secrets", secrets.len());
-    for secret in &secrets {
-        assert!(
-            !everything.contains(secret.as_str()),
-            "a secret leaked: {}…",
-            &secret[..6]
-        );
+    let secrets: Vec<Vec<u8>> = secrets.into_iter().map(String::into_bytes).collect();
+    support::leaks::assert_no_leak(everything.as_bytes(), &secrets, "captured output");
+}
+
+/// The mock's raw answers to requests that carry secrets and fail: a wrong secret, a
+/// spent code, a mismatched redirect_uri, a form body, a token in a URL.
+async fn raw_error_answers(mock: &MockServer, secret: &str, secrets: &[String]) -> String {
+    let code = secrets
+        .iter()
+        .find(|s| mock.chart().code_id(s).is_some())
+        .expect("a code the mock knows")
+        .clone();
+    let tls = support::tls::trusting(mock.ca_pem().unwrap());
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap();
+    let url = |path: &str| format!("{}{path}", mock.url().trim_end_matches('/'));
+    let body = |secret: &str, redirect: Option<&str>| {
+        let mut b = serde_json::json!({
+            "client_id": "leak-test-client", "client_secret": secret, "code": code,
+        });
+        if let Some(r) = redirect {
+            b["redirect_uri"] = r.into();
+        }
+        b.to_string()
+    };
+    let mut out = String::new();
+    let requests = [
+        http.post(url("/auth/token"))
+            .header("content-type", "application/json")
+            .body(body("wrong-secret-for-the-leak-test", None)),
+        http.post(url("/auth/token"))
+            .header("content-type", "application/json")
+            .body(body(secret, Some("https://evil.example/cb"))),
+        http.post(url("/auth/token"))
+            .header("content-type", "application/json")
+            .body(body(secret, None)),
+        http.post(url("/auth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("client_secret={secret}&code={code}")),
+        http.get(url(&format!(
+            "/introspect?access_token={}",
+            secrets[secrets.len() - 1]
+        )))
+        .bearer_auth(&secrets[secrets.len() - 1]),
+    ];
+    for request in requests {
+        let answer = request.send().await.unwrap();
+        out += &format!("{:?}\n", answer.headers());
+        out += &answer.text().await.unwrap();
     }
+    out
 }
 
 fn uuid_like() -> String {

@@ -23,7 +23,7 @@ pub fn leak_forms(secret: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ("hex", hex.clone().into_bytes()),
         ("HEX", hex.to_uppercase().into_bytes()),
         // Without its closing bracket, so that a longer list holding it also matches.
-        ("byte list", list[..list.len() - 1].as_bytes().to_vec()),
+        ("byte list", list.as_bytes()[..list.len() - 1].to_vec()),
     ];
     for (name, engine) in [
         ("base64", STANDARD),
@@ -44,7 +44,7 @@ pub fn leak_forms(secret: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         forms.push(("hex prefix", hex.as_bytes()[..2 * PREFIX].to_vec()));
         forms.push((
             "byte list prefix",
-            head_list[1..head_list.len() - 1].as_bytes().to_vec(),
+            head_list.as_bytes()[1..head_list.len() - 1].to_vec(),
         ));
     }
     forms

@@ -5,6 +5,7 @@
 pub mod leaks;
 #[cfg(feature = "pkcs11")]
 pub mod softhsm;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
