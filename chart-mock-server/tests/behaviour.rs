@@ -523,3 +523,131 @@ fn the_request_log_says_what_happened_and_ships_as_json() {
         }
     }
 }
+
+#[path = "../../tests/tests/support/leaks.rs"]
+mod leaks;
+
+/// The binary's stdout and stderr, through a session that sends it every kind of
+/// secret (a configured client's secret, codes, tokens, secrets in URLs and in bodies it
+/// refuses), hold none of them in any form.
+#[test]
+fn the_binary_prints_no_secret() {
+    let secret = "private-secret-7f3a9c2e41d84b6a";
+    let config = format!(
+        "[[clients]]\nclient_id = \"leaky\"\nclient_secret = \"{secret}\"\n\
+         redirect_uris = [\"{REDIRECT}\"]\n"
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
+        .args(["--addr", "127.0.0.1:0", "--log-format", "json", "--config"])
+        .arg(file.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first.trim().rsplit(' ').next().unwrap().to_owned();
+    let mut secrets = vec![secret.as_bytes().to_vec()];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let send = |method: &str, path: &str, ctype: &str, auth: Option<&str>, body: String| {
+            let mut req = http::Request::builder()
+                .method(method)
+                .uri(format!("{base}{path}"))
+                .header("content-type", ctype);
+            if let Some(token) = auth {
+                req = req.header("authorization", format!("Bearer {token}"));
+            }
+            let req = req
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap();
+            let client = client.clone();
+            async move {
+                let resp = client.request(req).await.unwrap();
+                let body = http_body_util::BodyExt::collect(resp.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default()
+            }
+        };
+        let json = "application/json";
+        let exchange = |code: &str, secret: &str| {
+            serde_json::json!({"client_id": "leaky", "client_secret": secret, "code": code})
+                .to_string()
+        };
+        for _ in 0..3 {
+            let minted = send(
+                "POST",
+                "/__chart/codes",
+                json,
+                None,
+                r#"{"client_id":"leaky"}"#.into(),
+            )
+            .await;
+            let code = minted["code"].as_str().unwrap().to_owned();
+            secrets.push(code.clone().into_bytes());
+            send(
+                "POST",
+                "/auth/token",
+                json,
+                None,
+                exchange(&code, "wrong-secret-0123456789"),
+            )
+            .await;
+            let answer = send("POST", "/auth/token", json, None, exchange(&code, secret)).await;
+            let token = answer["access_token"].as_str().unwrap().to_owned();
+            secrets.push(token.clone().into_bytes());
+            send("POST", "/auth/token", json, None, exchange(&code, secret)).await;
+            send(
+                "GET",
+                &format!("/introspect?access_token={token}"),
+                json,
+                Some(&token),
+                String::new(),
+            )
+            .await;
+            send(
+                "POST",
+                "/auth/token",
+                "text/plain",
+                None,
+                exchange(&code, secret),
+            )
+            .await;
+            send(
+                "GET",
+                &format!("/connect?client_id=leaky&state={code}"),
+                json,
+                None,
+                String::new(),
+            )
+            .await;
+            send("POST", "/disconnect", json, Some(&token), String::new()).await;
+        }
+    });
+    terminate(&child);
+    let out = child.wait_with_output().unwrap();
+    let mut printed = first.into_bytes();
+    printed.extend_from_slice(&out.stdout);
+    printed.extend_from_slice(&out.stderr);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("\"request\""),
+        "the request log was captured"
+    );
+    leaks::assert_no_leak(&printed, &secrets, "the mock binary's output");
+}
+
+/// Stops the child with SIGTERM, as a user would, so that it prints its shutdown line.
+fn terminate(child: &std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}

@@ -1,0 +1,85 @@
+//! The demo, as the README's first command runs it (headless here): what it prints
+//! holds none of the tokens it stored, nor its keys, in any form.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use chart_auth::vault::{FileStore, Keyring, TokenStore, Vault};
+
+#[path = "../../tests/tests/support/leaks.rs"]
+mod leaks;
+
+/// The demo example, which `cargo test` builds beside this test.
+fn demo_binary() -> std::path::PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let profile = deps.parent().unwrap().parent().unwrap();
+    profile.join("examples").join("demo")
+}
+
+#[tokio::test]
+async fn the_demo_prints_no_token_and_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(demo_binary())
+        .args(["--headless", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the demo example is built by `cargo test`");
+    let pid = child.id();
+    let started = Instant::now();
+    let watchdog = std::thread::spawn(move || {
+        // The headless run takes seconds; never let a hang stall the suite.
+        while started.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(200));
+            if Command::new("kill")
+                .args(["-0", &pid.to_string()])
+                .status()
+                .is_ok_and(|s| !s.success())
+            {
+                return;
+            }
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = watchdog.join();
+    let printed = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed)
+    );
+
+    let keyring = Keyring::load(&dir.path().join("keyring")).unwrap();
+    let mut secrets: Vec<Vec<u8>> = keyring
+        .to_text()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let key = l.split_whitespace().last().unwrap();
+            base64::engine::general_purpose::STANDARD
+                .decode(key)
+                .unwrap()
+        })
+        .collect();
+    let store = FileStore::open(dir.path().join("tokens")).unwrap();
+    let first = store
+        .list()
+        .await
+        .unwrap()
+        .pop()
+        .expect("the demo stored a token");
+    let client_id = store.get(&first).await.unwrap().unwrap().client_id;
+    let vault = Vault::new(client_id, keyring, store);
+    for account in vault.list().await.unwrap() {
+        let token = vault.unseal(account.account_id()).await.unwrap();
+        secrets.push(token.expose_secret().as_bytes().to_vec());
+    }
+    assert!(secrets.len() >= 2, "a key and at least one token");
+    leaks::assert_no_leak(&printed, &secrets, "the demo's output");
+}
