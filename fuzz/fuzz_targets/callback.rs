@@ -1,31 +1,83 @@
-//! The callback endpoint and state verification, fed any query, body and state: never
-//! a panic, never a success (no state can be forged), never the code in an answer.
+//! The callback endpoint end to end, against an in-process mock: any query, body,
+//! session and state; never a panic or a 500, never the code in an answer, a connection
+//! only for a state we signed for this session and flow, and never twice for one state.
+//!
+//! Valid inputs are reachable: the input chooses, field by field, a state signed with
+//! the endpoint's own key (for a session, a flow and an age it picks, optionally with a
+//! flipped byte) or raw text, and a live code minted for this run or raw text. So the
+//! fuzzer reaches the exchange, the replay guard and every refusal, not just parsing.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use chart_auth::vault::{Keyring, MemoryStore, Vault};
 use chart_auth::{
-    CallbackService, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, FlowKind,
+    CallbackService, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow,
+};
+use chart_mock_server::{
+    MintRequest, MockConfig, MockServer, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET,
+    SANDBOX_REDIRECT_URIS, Scenario,
 };
 use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
 
+const STATE_KEY: [u8; 32] = [3; 32];
+const SESSION: &[u8] = b"session-of-the-user";
+
+#[derive(Arbitrary, Debug)]
+enum Method {
+    Get,
+    PostJson,
+    PostForm,
+    Other,
+}
+
+#[derive(Arbitrary, Debug)]
+enum State<'a> {
+    /// Signed with the endpoint's key.
+    Signed {
+        redirect: bool,
+        /// Signed for the request's session, or another.
+        own_session: bool,
+        /// How long ago it was issued, in minutes (the lifetime is 15).
+        age_minutes: u8,
+        /// A byte of the state flipped, at this position.
+        flip: Option<u8>,
+    },
+    Raw(&'a str),
+    Absent,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Code<'a> {
+    /// Minted for this run, in the state's flow, with this scenario.
+    Live(u8),
+    Raw(&'a str),
+    Absent,
+}
+
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
-    post: bool,
-    json_type: bool,
-    query: &'a str,
-    body: &'a [u8],
-    session: &'a [u8],
-    state: &'a str,
+    method: Method,
+    state: State<'a>,
+    code: Code<'a>,
+    /// An `error` parameter (Chart Connect's "the user cancelled").
+    error: Option<&'a str>,
+    /// Raw text appended to the query, or used as the body.
+    extra: &'a str,
+    session_header: bool,
+    /// Send the same request again.
+    replay: bool,
 }
 
 struct Fixture {
     runtime: tokio::runtime::Runtime,
+    mock: MockServer,
     service: CallbackService<MemoryStore>,
+    vault: Arc<Vault<MemoryStore>>,
     signer: ConnectStateSigner,
 }
 
@@ -36,20 +88,31 @@ fn fixture() -> &'static Fixture {
             .enable_all()
             .build()
             .unwrap();
+        let mock = runtime
+            .block_on(MockServer::start(MockConfig {
+                slow_ms: 0,
+                ..MockConfig::default()
+            }))
+            .unwrap();
         let _guard = runtime.enter();
-        // Port 9 on loopback: nothing listens, and no input should get that far anyway.
         let client = ChartClient::new(
-            Config::builder("fuzz", ClientSecret::new("fuzz-secret"))
-                .api_base("http://127.0.0.1:9")
+            Config::builder(SANDBOX_CLIENT_ID, ClientSecret::new(SANDBOX_CLIENT_SECRET))
+                .api_base(mock.url())
+                .connect_timeout(Duration::from_secs(2))
+                .request_timeout(Duration::from_secs(2))
                 .build()
                 .unwrap(),
         )
         .unwrap();
-        let vault = Arc::new(Vault::new("fuzz", Keyring::generate(), MemoryStore::default()));
+        let vault = Arc::new(Vault::new(
+            SANDBOX_CLIENT_ID,
+            Keyring::generate(),
+            MemoryStore::default(),
+        ));
         let chart = ChartConnect::new(
             client,
-            ConnectStateSigner::from_key(&[3; 32]).unwrap(),
-            vault,
+            ConnectStateSigner::from_key(&STATE_KEY).unwrap(),
+            vault.clone(),
         );
         let service = CallbackService::builder(chart)
             .session(|parts| {
@@ -61,32 +124,121 @@ fn fixture() -> &'static Fixture {
             .build();
         Fixture {
             runtime,
+            mock,
             service,
-            signer: ConnectStateSigner::from_key(&[4; 32]).unwrap(),
+            vault,
+            signer: ConnectStateSigner::from_key(&STATE_KEY).unwrap(),
         }
     })
 }
 
+const SCENARIOS: [Scenario; 5] = [
+    Scenario::Success,
+    Scenario::ServerError,
+    Scenario::RateLimited,
+    Scenario::Slow,
+    Scenario::Denied,
+];
+
 fuzz_target!(|input: Input<'_>| {
     let f = fixture();
-    for via in [FlowKind::Redirect, FlowKind::Embedded] {
-        assert!(
-            f.signer.verify(input.state, input.session, via).is_err(),
-            "a forged state verified"
-        );
-    }
-    let answer = |query: &str| -> Option<(http::StatusCode, String)> {
-        let uri = format!("/api/chart/callback?{query}").parse::<http::Uri>().ok()?;
-        let mut req = http::Request::builder()
-            .method(if input.post { "POST" } else { "GET" })
-            .uri(uri)
-            .header("x-session", "s");
-        if input.json_type {
-            req = req.header("content-type", "application/json");
+    let redirect_uri = SANDBOX_REDIRECT_URIS[0];
+    let (state, valid_state, redirect) = match &input.state {
+        State::Signed {
+            redirect,
+            own_session,
+            age_minutes,
+            flip,
+        } => {
+            let flow = if *redirect {
+                Flow::Redirect {
+                    redirect_uri: redirect_uri.into(),
+                }
+            } else {
+                Flow::Embedded
+            };
+            let session: &[u8] = if *own_session { SESSION } else { b"another-session" };
+            let issued = SystemTime::now() - Duration::from_secs(60 * u64::from(*age_minutes));
+            let mut state = f.signer.issue_at(&flow, session, issued).into_bytes();
+            if let Some(at) = flip {
+                let at = usize::from(*at) % state.len();
+                // Stay within the state's alphabet, so the change is not simply a parse error.
+                state[at] = if state[at] == b'A' { b'B' } else { b'A' };
+            }
+            let valid = *own_session && *age_minutes < 15 && flip.is_none();
+            (Some(String::from_utf8(state).unwrap()), valid, *redirect)
         }
-        let req = req
-            .body(Full::new(Bytes::copy_from_slice(input.body)))
-            .unwrap();
+        State::Raw(raw) => (Some((*raw).to_owned()), false, false),
+        State::Absent => (None, false, false),
+    };
+    let code = match &input.code {
+        Code::Live(scenario) => Some(
+            f.mock
+                .mint_code(&MintRequest {
+                    client_id: SANDBOX_CLIENT_ID.into(),
+                    redirect_uri: redirect.then(|| redirect_uri.to_owned()),
+                    scenario: Some(SCENARIOS[usize::from(*scenario) % SCENARIOS.len()]),
+                    ..Default::default()
+                })
+                .unwrap()
+                .code,
+        ),
+        Code::Raw(raw) => Some((*raw).to_owned()),
+        Code::Absent => None,
+    };
+    let live_code = matches!(input.code, Code::Live(_));
+
+    let mut pairs = form_urlencoded::Serializer::new(String::new());
+    if let Some(code) = &code {
+        pairs.append_pair("code", code);
+    }
+    if let Some(state) = &state {
+        pairs.append_pair("state", state);
+    }
+    if let Some(error) = input.error {
+        pairs.append_pair("error", error);
+    }
+    let query = format!("{}{}", pairs.finish(), input.extra);
+    let json = {
+        let mut body = serde_json::Map::new();
+        for (k, v) in [("code", &code), ("state", &state)] {
+            if let Some(v) = v {
+                body.insert(k.into(), v.clone().into());
+            }
+        }
+        if let Some(error) = input.error {
+            body.insert("error".into(), error.into());
+        }
+        serde_json::Value::Object(body).to_string()
+    };
+
+    let send = |query: &str, json: &str| -> Option<(http::StatusCode, String)> {
+        let (method, uri, body, ctype) = match input.method {
+            Method::Get => ("GET", format!("/api/chart/callback?{query}"), String::new(), None),
+            Method::PostJson => (
+                "POST",
+                "/api/chart/callback".to_owned(),
+                json.to_owned(),
+                Some("application/json"),
+            ),
+            Method::PostForm => (
+                "POST",
+                "/api/chart/callback".to_owned(),
+                query.to_owned(),
+                Some("application/x-www-form-urlencoded"),
+            ),
+            Method::Other => ("PUT", "/api/chart/callback".to_owned(), query.to_owned(), None),
+        };
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(uri.parse::<http::Uri>().ok()?);
+        if input.session_header {
+            req = req.header("x-session", SESSION);
+        }
+        if let Some(ctype) = ctype {
+            req = req.header("content-type", ctype);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).unwrap();
         let resp = f.runtime.block_on(f.service.handle(req));
         let status = resp.status();
         let body = f
@@ -96,39 +248,32 @@ fuzz_target!(|input: Input<'_>| {
             .to_bytes();
         Some((status, String::from_utf8_lossy(&body).into_owned()))
     };
-    let Some((status, text)) = answer(input.query) else {
+
+    let Some((status, text)) = send(&query, &json) else {
         return;
     };
-    assert_ne!(status, http::StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(
-        !text.contains("\"connected\""),
-        "a forged callback connected"
-    );
-    // The code is never echoed: the same request with another code of the same length
-    // gets the very same answer. (Comparing bodies, not searching them, so a code that
-    // happens to spell one of our own words, such as `status`, is no false alarm.)
-    for (k, v) in form_pairs(input.query) {
-        if k == "code" && v.chars().any(|c| c.is_ascii_alphanumeric()) {
-            // Only letters and digits change, so `#`, `%` and `+` keep the query's shape.
-            let other: String = v
-                .chars()
-                .map(|c| match c {
-                    'Z' => 'Y',
-                    c if c.is_ascii_alphanumeric() => 'Z',
-                    c => c,
-                })
-                .collect();
-            let swapped = input.query.replacen(&format!("code={v}"), &format!("code={other}"), 1);
-            if let Some((_, again)) = answer(&swapped) {
-                assert_eq!(text, again, "the answer depends on the code: it is echoed");
-            }
+    assert_ne!(status, http::StatusCode::INTERNAL_SERVER_ERROR, "{text}");
+    let connected = text.contains("\"connected\"");
+    if connected {
+        assert!(valid_state && live_code && input.session_header, "connected on {input:?}");
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let account = answer["account_id"].as_str().unwrap();
+        // Stored, and never the token in the answer.
+        let token = f.runtime.block_on(f.vault.unseal(account)).unwrap();
+        assert!(!text.contains(token.expose_secret()));
+        f.runtime.block_on(f.vault.delete(account)).unwrap();
+    }
+    if input.replay {
+        if let Some((_, again)) = send(&query, &json) {
+            assert!(!again.contains("\"connected\""), "a replayed state connected twice");
+        }
+    }
+    // The code is never echoed: the same request with another code of the same shape
+    // gets the same kind of answer, and never contains the code itself when it is
+    // long enough to be told from our own words.
+    if let Some(code) = &code {
+        if code.len() >= 12 {
+            assert!(!text.contains(code.as_str()), "the code was echoed");
         }
     }
 });
-
-fn form_pairs(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
