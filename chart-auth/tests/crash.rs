@@ -1,16 +1,20 @@
-//! A writer is killed with SIGKILL at random moments, again and again. After each kill,
-//! every acknowledged record must open, and no file may be torn.
+//! A writer is killed with SIGKILL at seeded random moments, 100 times. After each
+//! kill, every acknowledged record must open, and no file may be torn. The kill points
+//! are printed with their seed (`CHART_CRASH_SEED` replays a run), and the test counts
+//! the kills that landed in the middle of a write: a run where none did proves nothing,
+//! so it fails.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use chart_auth::vault::{FileStore, KeyId, Keyring, Vault};
 use chart_auth::{AccessToken, ProviderId};
 
 const KEY: [u8; 32] = [0x42; 32];
 const ACCOUNTS: u64 = 12;
+const ROUNDS: u64 = 100;
 
 fn vault(dir: &std::path::Path) -> Vault<FileStore> {
     Vault::new(
@@ -20,13 +24,13 @@ fn vault(dir: &std::path::Path) -> Vault<FileStore> {
     )
 }
 
-/// The child: writes records in a loop and acknowledges each one on stdout once `put`
-/// has returned. It does nothing unless started by the parent test.
+/// The child half, started by `killed_writers_never_lose_acknowledged_records`: writes
+/// records in a loop, saying `begin N` before each `put` and `ack ACCOUNT N` once it
+/// returned. Ignored on its own; it needs the parent's environment.
 #[test]
+#[ignore = "the child half of killed_writers_never_lose_acknowledged_records"]
 fn crash_child() {
-    let Ok(dir) = std::env::var("CHART_CRASH_DIR") else {
-        return;
-    };
+    let dir = std::env::var("CHART_CRASH_DIR").expect("started by the parent test");
     let start: u64 = std::env::var("CHART_CRASH_START").unwrap().parse().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -36,6 +40,8 @@ fn crash_child() {
     let mut out = std::io::stdout().lock();
     for n in start.. {
         let account = format!("acct-{}", n % ACCOUNTS);
+        writeln!(out, "begin {n}").unwrap();
+        out.flush().unwrap();
         rt.block_on(vault.put(
             &account,
             &ProviderId::Irs,
@@ -47,59 +53,99 @@ fn crash_child() {
     }
 }
 
+/// xorshift64*: small, seedable, and enough to spread kill points.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
 #[test]
 fn killed_writers_never_lose_acknowledged_records() {
+    let seed = std::env::var("CHART_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!("crash test seed {seed} (CHART_CRASH_SEED={seed} replays it)");
+    let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut acked: HashMap<String, u64> = HashMap::new();
     let mut next = 0u64;
     // Writes that were under way at a kill: they may or may not have landed.
-    let mut in_flight = std::collections::HashSet::new();
+    let mut in_flight = HashSet::new();
+    let mut mid_write = 0;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    for round in 0..10 {
-        let kill_after = 1 + RandomState::new().hash_one(round) % 40;
+    for round in 0..ROUNDS {
+        // After 1 to 8 acknowledged writes, wait 0 to 3 ms more: writes take about a
+        // millisecond (two fsyncs), so kills land before, inside and after them.
+        let kill_after = 1 + rng.next() % 8;
+        let delay = Duration::from_micros(rng.next() % 3_000);
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "crash_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-                "-q",
-            ])
+            .args(["crash_child", "--exact", "--ignored", "--nocapture"])
+            .args(["--test-threads=1", "-q"])
             .env("CHART_CRASH_DIR", dir.path())
             .env("CHART_CRASH_START", next.to_string())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut record_ack = |line: &str, acked: &mut HashMap<String, u64>| {
+        let mut last_begin = None;
+        let mut record = |line: &str, acked: &mut HashMap<String, u64>| {
             let mut parts = line.split_whitespace();
-            if parts.next() != Some("ack") {
-                return false;
+            match parts.next() {
+                Some("begin") => {
+                    last_begin = Some(parts.next().unwrap().parse::<u64>().unwrap());
+                    false
+                }
+                Some("ack") => {
+                    let account = parts.next().unwrap().to_owned();
+                    let n = parts.next().unwrap().parse::<u64>().unwrap();
+                    acked.insert(account, n);
+                    next = n + 1;
+                    last_begin = None;
+                    true
+                }
+                _ => false,
             }
-            let (account, n) = (
-                parts.next().unwrap().to_owned(),
-                parts.next().unwrap().parse::<u64>().unwrap(),
-            );
-            acked.insert(account, n);
-            next = n + 1;
-            true
         };
         let mut seen = 0;
         while seen < kill_after {
             let line = lines.next().expect("child exited early").unwrap();
-            seen += u64::from(record_ack(&line, &mut acked));
+            seen += u64::from(record(&line, &mut acked));
         }
-        child.kill().unwrap(); // SIGKILL, somewhere in a later write
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        // Acknowledgements still in the pipe count too.
+        // Lines still in the pipe count too.
         for line in lines.map_while(Result::ok) {
-            record_ack(&line, &mut acked);
+            record(&line, &mut acked);
         }
+        let landed_mid_write = last_begin.is_some();
+        mid_write += usize::from(landed_mid_write);
+        println!(
+            "round {round}: killed {} µs after ack {seen}{}",
+            delay.as_micros(),
+            if landed_mid_write { ", mid-write" } else { "" }
+        );
         // The write under way at the kill may have landed unacknowledged; skip its number.
-        let skipped = next;
+        let skipped = last_begin.unwrap_or(next).max(next);
         in_flight.insert(skipped);
         next = skipped + 1;
 
@@ -116,7 +162,7 @@ fn killed_writers_never_lose_acknowledged_records() {
                 .unwrap();
             assert!(
                 got == *n || (got > *n && in_flight.contains(&got)),
-                "round {round}: {account} holds token-{got}, acked token-{n}"
+                "seed {seed}, round {round}: {account} holds token-{got}, acked token-{n}"
             );
         }
         assert!(stored.len() >= acked.len());
@@ -128,4 +174,9 @@ fn killed_writers_never_lose_acknowledged_records() {
             );
         }
     }
+    println!("{mid_write} of {ROUNDS} kills landed mid-write (seed {seed})");
+    assert!(
+        mid_write >= 10,
+        "only {mid_write} of {ROUNDS} kills landed mid-write: the test proves little"
+    );
 }
