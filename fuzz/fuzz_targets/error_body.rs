@@ -25,7 +25,20 @@ fuzz_target!(|input: Input<'_>| {
     }
     let err = error_from_response(status, &headers, input.body, &[input.secret]);
     assert_eq!(err.status(), Some(status));
-    assert!(!err.user_message().is_empty());
+    // The sentence for the end user is ours, never the server's text: the same answer
+    // with another `message` gives the same sentence.
+    if let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(input.body) {
+        if json.get("message").is_some_and(|m| m.is_string()) {
+            json["message"] = "a different message from the server".into();
+            let other = serde_json::to_vec(&json).unwrap();
+            let again = error_from_response(status, &headers, &other, &[input.secret]);
+            assert_eq!(
+                err.user_message(),
+                again.user_message(),
+                "the user message depends on the server's text"
+            );
+        }
+    }
     if !input.secret.is_empty() {
         // Everything the server controls (name, message, request id) is scrubbed.
         let detail = err.detail().expect("a response error has detail");

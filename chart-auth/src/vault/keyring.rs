@@ -23,7 +23,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
-use super::key_source::{DATA_KEY_LEN as KEY_LEN, DataKey, KeySource, PLAINTEXT, Plaintext};
+use super::key_source::{
+    DATA_KEY_LEN as KEY_LEN, DataKey, KeySource, PLAINTEXT, Plaintext, shown_scheme,
+};
 use super::seal::{self, RecordIdentity, sealed_key_id};
 use super::store::write_atomic;
 use crate::error::{KeySourceError, VaultError};
@@ -493,7 +495,7 @@ fn check_scheme(found: &str, source: &dyn KeySource) -> Result<(), KeySourceErro
          and --key-label, or the CHART_PKCS11_* variables)"
     };
     Err(KeySourceError::Mismatch {
-        found: found.into(),
+        found: shown_scheme(found),
         given,
         hint,
     })

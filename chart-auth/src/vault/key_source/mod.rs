@@ -77,6 +77,23 @@ pub struct Plaintext;
 /// The scheme name of [`Plaintext`].
 pub(crate) const PLAINTEXT: &str = "plaintext";
 
+/// A scheme line from a keyring file as errors may show it: known words only, so that a
+/// key pasted onto the `kek` line is never echoed.
+pub(crate) fn shown_scheme(scheme: &str) -> String {
+    const KNOWN: [&str; 4] = [PLAINTEXT, "pkcs11", "aes-key-wrap-pad", "aes-gcm"];
+    scheme
+        .split_whitespace()
+        .map(|word| {
+            if KNOWN.contains(&word) {
+                word
+            } else {
+                "<unknown>"
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl KeySource for Plaintext {
     fn scheme(&self) -> String {
         PLAINTEXT.into()

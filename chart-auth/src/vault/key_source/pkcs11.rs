@@ -420,13 +420,13 @@ impl KeySource for Pkcs11KeySource {
         let (Some(SCHEME_KIND), Some(name), None) = (words.next(), words.next(), words.next())
         else {
             return Err(KeySourceError::Mismatch {
-                found: scheme.into(),
+                found: super::shown_scheme(scheme),
                 given: self.scheme(),
                 hint: "open it with the key source that wrote it",
             });
         };
         let mechanism = WrapMechanism::from_name(name).ok_or(KeySourceError::Mismatch {
-            found: scheme.into(),
+            found: super::shown_scheme(scheme),
             given: self.scheme(),
             hint: "this build knows aes-key-wrap-pad and aes-gcm",
         })?;
