@@ -428,13 +428,14 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
+        // Weighted so that opens under a retired key and failed rewraps come often.
         4 => (0..4u8, 0..8u8).prop_map(|(a, t)| Op::Put(a, t)),
-        3 => (0..4u8).prop_map(Op::Open),
+        4 => (0..4u8).prop_map(Op::Open),
         1 => (0..4u8).prop_map(Op::Delete),
-        1 => Just(Op::AddKey),
-        1 => (0..4u8).prop_map(Op::Promote),
-        1 => (0..4u8).prop_map(Op::Retire),
-        1 => Just(Op::Rewrap),
+        3 => Just(Op::AddKey),
+        3 => (0..4u8).prop_map(Op::Promote),
+        3 => (0..4u8).prop_map(Op::Retire),
+        3 => Just(Op::Rewrap),
         1 => Just(Op::Reopen),
     ]
 }
@@ -448,7 +449,8 @@ struct Model {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    // 256 cases by default; PROPTEST_CASES raises it (ProptestConfig::default reads it).
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn vault_agrees_with_its_model(ops in proptest::collection::vec(op(), 1..30)) {
@@ -496,33 +498,49 @@ proptest! {
                                 model.keys.insert(id, KeyStatus::Primary);
                                 model.primary = id;
                             }
-                            _ => assert!(got.is_err()),
+                            Some(KeyStatus::Retired) => {
+                                assert!(matches!(got, Err(VaultError::PromoteRetired(k)) if k == KeyId(id)), "{got:?}")
+                            }
+                            None => assert!(matches!(got, Err(VaultError::NoSuchKey(k)) if k == KeyId(id)), "{got:?}"),
                         }
                     }
                     Op::Retire(i) => {
                         let id = 1 + u32::from(i);
                         let got = vault.update_keyring(|k| k.retire(KeyId(id)));
-                        if model.keys.contains_key(&id) && id != model.primary {
+                        if !model.keys.contains_key(&id) {
+                            assert!(matches!(got, Err(VaultError::NoSuchKey(k)) if k == KeyId(id)), "{got:?}");
+                        } else if id == model.primary {
+                            assert!(matches!(got, Err(VaultError::RetirePrimary(k)) if k == KeyId(id)), "{got:?}");
+                        } else {
                             got.unwrap();
                             model.keys.insert(id, KeyStatus::Retired);
-                        } else {
-                            assert!(got.is_err());
                         }
                     }
                     Op::Rewrap => {
                         let got = vault.rewrap(|_, _| {}).await;
-                        let mut failed = false;
-                        for (_, (_, key)) in model.records.iter_mut() {
+                        let mut failed = None;
+                        for (account, (_, key)) in model.records.iter_mut() {
                             if *key == model.primary {
                                 continue;
                             }
                             if model.keys[key] == KeyStatus::Retired {
-                                failed = true;
+                                failed = Some((account.clone(), *key));
                                 break;
                             }
                             *key = model.primary;
                         }
-                        assert_eq!(got.is_err(), failed, "{got:?}");
+                        match failed {
+                            None => { got.unwrap(); }
+                            Some((account, key)) => assert!(
+                                matches!(
+                                    &got,
+                                    Err(Error::Vault(VaultError::InRecord { account_id, source }))
+                                        if *account_id == account
+                                            && matches!(**source, VaultError::KeyRetired(k) if k == KeyId(key))
+                                ),
+                                "{got:?}"
+                            ),
+                        }
                     }
                     Op::Reopen => {
                         let text = vault.with_keyring(|k| k.to_text().unwrap());
