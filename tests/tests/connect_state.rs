@@ -212,7 +212,82 @@ fn token_responses_accept_either_account_name_and_any_provider() {
     }
 }
 
+#[derive(Clone, Debug)]
+enum StateOp {
+    /// Issue a state for a flow (embedded or redirect) and a session.
+    Issue { embedded: bool, session: u8 },
+    /// Move the clock forward.
+    Wait(u64),
+    /// Verify state `n` (modulo those issued) for a session and a flow, then claim it in
+    /// the replay guard if it verified.
+    Verify {
+        state: usize,
+        session: u8,
+        embedded: bool,
+    },
+}
+
+fn state_op() -> impl Strategy<Value = StateOp> {
+    prop_oneof![
+        2 => (any::<bool>(), 0..3u8).prop_map(|(embedded, session)| StateOp::Issue { embedded, session }),
+        1 => (0..1_200u64).prop_map(StateOp::Wait),
+        4 => (any::<usize>(), 0..3u8, any::<bool>())
+            .prop_map(|(state, session, embedded)| StateOp::Verify { state, session, embedded }),
+    ]
+}
+
 proptest! {
+    /// Verification and the replay guard against a model written from DESIGN §3: a
+    /// state verifies only for its own session, before it expires, in its own flow;
+    /// and a verified state is claimed once, every later claim being a replay.
+    #[test]
+    fn verification_and_replay_agree_with_their_model(ops in proptest::collection::vec(state_op(), 1..40)) {
+        let signer = ConnectStateSigner::generate().with_ttl(Duration::from_secs(900));
+        let guard = chart_auth::MemoryReplayGuard::default();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let start = SystemTime::now();
+        let mut now = start;
+        // (state, embedded, session, issued at)
+        let mut issued: Vec<(String, bool, u8, SystemTime)> = Vec::new();
+        let mut claimed = std::collections::HashSet::new();
+        let session_bytes = |s: u8| vec![b's', s];
+        for op in ops {
+            match op {
+                StateOp::Issue { embedded, session } => {
+                    let flow = if embedded { Flow::Embedded } else { redirect() };
+                    issued.push((signer.issue_at(&flow, &session_bytes(session), now), embedded, session, now));
+                }
+                StateOp::Wait(secs) => now += Duration::from_secs(secs),
+                StateOp::Verify { state, session, embedded } => {
+                    if issued.is_empty() {
+                        continue;
+                    }
+                    let (text, was_embedded, own, at) = issued[state % issued.len()].clone();
+                    let via = if embedded { FlowKind::Embedded } else { FlowKind::Redirect };
+                    let expected = if session != own {
+                        Err(ConnectStateError::SessionMismatch)
+                    } else if now >= at + Duration::from_secs(900) {
+                        Err(ConnectStateError::Expired)
+                    } else if embedded != was_embedded {
+                        Err(ConnectStateError::FlowMismatch)
+                    } else {
+                        Ok(())
+                    };
+                    let got = signer.verify_at(&text, &session_bytes(session), via, now);
+                    prop_assert_eq!(got.as_ref().map(|_| ()).map_err(Clone::clone), expected);
+                    if let Ok(verified) = got {
+                        let first = rt.block_on(chart_auth::ReplayGuard::claim(&guard, chart_auth::Claim {
+                            id: verified.id(),
+                            expires_at: verified.expires_at(),
+                            session: &session_bytes(session),
+                        })).unwrap();
+                        prop_assert_eq!(first, claimed.insert(text.clone()), "a replay was let through, or a first claim refused");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn states_round_trip(session in proptest::collection::vec(any::<u8>(), 0..64), uri in "https://[a-z]{1,12}\\.example/[a-z/]{0,20}", embedded in any::<bool>()) {
         let signer = ConnectStateSigner::generate();
