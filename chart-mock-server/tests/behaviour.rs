@@ -124,7 +124,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (proptest::option::of(0..2u8), 0..3u8).prop_map(|(redirect, scenario)| Op::Mint { redirect, scenario }),
+        3 => (proptest::option::of(0..2u8), 0..5u8).prop_map(|(redirect, scenario)| Op::Mint { redirect, scenario }),
         5 => (0..6u8, 0..3u8, proptest::bool::weighted(0.85), proptest::option::of(0..2u8))
             .prop_map(|(code, client, secret_ok, redirect)| Op::Exchange { code, client, secret_ok, redirect }),
         1 => (0..400u64).prop_map(Op::Advance),
@@ -151,7 +151,10 @@ struct Model {
     tokens: Vec<(String, bool)>,
 }
 
-const SCENARIOS: [&str; 3] = ["success", "rate_limited", "server_error"];
+/// Every scenario of DESIGN §5: `success`, `rate_limited` (429 with Retry-After once,
+/// then success), `server_error` (500, the code not spent), `slow` (success, late) and
+/// `denied` (invalid_grant_error).
+const SCENARIOS: [&str; 5] = ["success", "rate_limited", "server_error", "slow", "denied"];
 const URIS: [&str; 2] = [REDIRECT, REDIRECT_2];
 
 proptest! {
@@ -178,6 +181,12 @@ proptest! {
                         let got = t.post_json("/auth/token", &body).await;
                         let authenticated = client_id != "ghost" && secret_ok;
                         let c = &mut m.codes[code as usize].1;
+                        // The rules of DESIGN §5, in order: a bad client is refused before
+                        // the grant is looked at (and spends nothing); a used code is
+                        // invalid_grant_error and revokes its token (RFC 6749 §10.5); an
+                        // expired code, another client's code or a redirect_uri that is not
+                        // the code's own is invalid_grant_error (and the code is burnt);
+                        // then the code's scenario decides.
                         let expected: (u16, Option<&str>) = if !authenticated {
                             (401, Some("invalid_client_error"))
                         } else if c.spent {
@@ -188,6 +197,9 @@ proptest! {
                             (400, Some("invalid_grant_error"))
                         } else if c.scenario == 2 {
                             (500, Some("server_error"))
+                        } else if c.scenario == 4 {
+                            c.spent = true;
+                            (400, Some("invalid_grant_error"))
                         } else if c.scenario == 1 && !c.limited_once {
                             c.limited_once = true;
                             (429, Some("rate_limit_exceeded_error"))
