@@ -193,10 +193,17 @@ impl ConfigBuilder {
         let mut found = false;
         for cert in CertificateDer::pem_slice_iter(pem) {
             match cert {
-                Ok(cert) => {
-                    found = true;
-                    self.config.extra_roots.push(cert);
-                }
+                // Parsed as a trust anchor now, so that a PEM block holding something
+                // other than a certificate is refused by `build`, not later.
+                Ok(cert) => match rustls::RootCertStore::empty().add(cert.clone()) {
+                    Ok(()) => {
+                        found = true;
+                        self.config.extra_roots.push(cert);
+                    }
+                    Err(e) => {
+                        self.pem_error = Some(ConfigError::BadRootCertificate(e.to_string()));
+                    }
+                },
                 Err(e) => self.pem_error = Some(ConfigError::BadRootCertificate(e.to_string())),
             }
         }
