@@ -580,3 +580,108 @@ async fn one_session_cannot_fill_the_memory_replay_guard() {
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert_eq!(cb.env.token_requests_for(&code), 1);
 }
+
+#[tokio::test]
+async fn limits_posted_errors_retry_after_and_a_released_replay_claim() {
+    let cb = setup().await;
+
+    // A state over the limit is refused before any work; so is a body over 8 KiB.
+    let huge_state = "A".repeat(chart_auth::MAX_CONNECT_STATE_LEN + 1);
+    let (resp, body, _) = call(&cb.service, get(&q("code", &huge_state), Some(sid()))).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "invalid_state");
+    let padding = "x".repeat(chart_auth::MAX_CALLBACK_BODY);
+    let (resp, body, _) = call(
+        &cb.service,
+        post(
+            json!({"code": "c", "state": cb.embedded_state(), "padding": padding}),
+            Some(sid()),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "bad_callback");
+
+    // The embedded flow's cancel arrives as a POSTed {error, state}.
+    let (resp, body, _) = call(
+        &cb.service,
+        post(
+            json!({"error": "access_denied", "state": cb.embedded_state()}),
+            Some(sid()),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["error"].as_str()),
+        (Some("cancelled"), Some("access_denied"))
+    );
+
+    // Chart's Retry-After reaches the frontend on a 429.
+    cb.env.mock.add_fault(Fault {
+        retry_after: Some(600),
+        ..fault(FaultKind::Status, Some(429))
+    });
+    let code = cb.env.mint(true, Scenario::Success);
+    let (resp, body, _) = call(
+        &cb.service,
+        get(&q(&code, &cb.redirect_state()), Some(sid())),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(resp.headers()["retry-after"], "600");
+
+    // A code that never reached Chart releases its replay claim: the same callback,
+    // retried through an instance that can reach Chart, connects.
+    let guard: Arc<dyn chart_auth::ReplayGuard> =
+        Arc::new(chart_auth::MemoryReplayGuard::default());
+    let unreachable = {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = chart_auth::ChartClient::new(
+            sdk_config(&cb.env.mock)
+                .api_base(format!("https://127.0.0.1:{port}"))
+                .retry(chart_auth::RetryPolicy {
+                    max_attempts: 1,
+                    ..chart_auth::RetryPolicy::default()
+                })
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        let chart = chart_auth::ChartConnect::new(
+            client,
+            ConnectStateSigner::from_key(&STATE_KEY).unwrap(),
+            cb.vault.clone(),
+        );
+        CallbackService::builder(chart)
+            .session(|_| Some(SESSION.to_vec()))
+            .replay_guard(guard.clone())
+            .build()
+    };
+    let reachable = CallbackService::builder(cb.env.chart.clone())
+        .session(|_| Some(SESSION.to_vec()))
+        .replay_guard(guard)
+        .build();
+    let code = cb.env.mint(true, Scenario::Success);
+    let state = cb.redirect_state();
+    let (resp, body, _) = call(&unreachable, get(&q(&code, &state), None)).await;
+    assert!(resp.status().is_server_error(), "{body}");
+    assert_eq!(
+        cb.env.token_requests_for(&code),
+        0,
+        "the code never reached Chart"
+    );
+    let (resp, body, _) = call(&reachable, get(&q(&code, &state), None)).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "the claim was released: {body}"
+    );
+    // And now it is claimed for good.
+    let (resp, _, _) = call(&reachable, get(&q(&code, &state), None)).await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+}
