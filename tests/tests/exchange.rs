@@ -617,6 +617,47 @@ async fn introspect_and_disconnect_from_a_stored_record() {
     ));
 }
 
+#[tokio::test]
+async fn disconnect_deletes_a_token_chart_no_longer_knows_and_keeps_it_on_other_errors() {
+    let env = env().await;
+    let vault = env.chart.vault();
+    let mut accounts = Vec::new();
+    for _ in 0..2 {
+        let stored = env
+            .embedded_code(Scenario::Success)
+            .exchange(&env.client)
+            .await
+            .unwrap()
+            .store(vault)
+            .await
+            .unwrap();
+        accounts.push(stored.account_id().to_owned());
+    }
+    // Chart answers 500: the record stays, so the disconnect can be tried again.
+    env.mock.add_fault(Fault {
+        path: "/disconnect".into(),
+        ..status_fault(500, 1, None)
+    });
+    let err = env.chart.disconnect(&accounts[0]).await.unwrap_err();
+    assert!(matches!(err, Error::Server { .. }), "{err:?}");
+    assert!(vault.get(&accounts[0]).await.unwrap().is_some(), "kept");
+    env.chart
+        .disconnect(&accounts[0])
+        .await
+        .expect("the retry works");
+    assert!(vault.get(&accounts[0]).await.unwrap().is_none());
+
+    // Chart revoked the token already (here, out of band): 401 invalid_token, and the
+    // record is deleted, since it can never be used again.
+    let token = vault.unseal(&accounts[1]).await.unwrap();
+    assert!(env.mock.chart().revoke(token.expose_secret()));
+    env.chart
+        .disconnect(&accounts[1])
+        .await
+        .expect("a token Chart no longer knows is simply dropped");
+    assert!(vault.get(&accounts[1]).await.unwrap().is_none(), "deleted");
+}
+
 /// The caller's own rustls configuration is used as given: here it trusts only the
 /// mock's CA, so the exchange succeeds, and a configuration that trusts nothing of it
 /// fails the handshake.
