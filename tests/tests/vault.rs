@@ -2,12 +2,14 @@
 //! four-phase rotation, the file store's guarantees, and a model-based property test.
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::KeyInit;
 use chart_auth::fuzzing::{decrypt_detached, encrypt_detached};
 use chart_auth::vault::{
-    Expect, FileStore, KeyId, KeyStatus, Keyring, MemoryStore, RecordIdentity, TokenStore, Vault,
+    Expect, FileStore, KeyId, KeyStatus, Keyring, MemoryStore, RecordIdentity, StoredRecord,
+    TokenStore, Vault,
 };
 use chart_auth::{AccessToken, Error, ProviderId, StoreError, VaultError};
 use proptest::prelude::*;
@@ -581,5 +583,118 @@ fn long_identities_seal_and_stay_bound() {
             &sealed
         ),
         Err(VaultError::Tampered)
+    ));
+}
+
+/// A store that lets another writer change one record between the rewrap's read and
+/// its compare-and-swap write.
+#[derive(Clone)]
+struct RacingStore {
+    inner: MemoryStore,
+    victim: &'static str,
+    raced: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TokenStore for RacingStore {
+    async fn get(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        self.inner.get(account_id).await
+    }
+    async fn put(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
+        if record.account_id == self.victim
+            && matches!(expect, Expect::Version(_))
+            && !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            // Another instance writes this account first.
+            let current = self.inner.get(self.victim).await?.unwrap();
+            self.inner.put(&current, Expect::Any).await?;
+        }
+        self.inner.put(record, expect).await
+    }
+    async fn delete(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
+        self.inner.delete(account_id, expect).await
+    }
+    async fn list(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.list().await
+    }
+}
+
+#[tokio::test]
+async fn rewrap_counts_records_that_changed_meanwhile_and_leaves_them() {
+    let store = RacingStore {
+        inner: MemoryStore::default(),
+        victim: "b",
+        raced: Arc::default(),
+    };
+    let vault = Vault::new("c", Keyring::generate(), store.clone());
+    for a in ["a", "b", "c"] {
+        vault
+            .put(a, &ProviderId::Irs, &AccessToken::new(format!("t-{a}")))
+            .await
+            .unwrap();
+    }
+    let new = vault.update_keyring(|k| k.add_key()).unwrap();
+    vault.update_keyring(|k| k.promote(new)).unwrap();
+    let report = vault.rewrap(|_, _| {}).await.unwrap();
+    assert_eq!(
+        (report.rewrapped, report.unchanged, report.raced),
+        (2, 0, 1)
+    );
+    // The raced record is left as the other writer wrote it, and still opens.
+    assert_ne!(vault.get("b").await.unwrap().unwrap().key_id(), new);
+    assert_eq!(vault.unseal("b").await.unwrap().expose_secret(), "t-b");
+}
+
+#[tokio::test]
+async fn store_edges_absent_versions_stray_names_and_non_utf8_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let ring = Keyring::generate();
+    let id = RecordIdentity {
+        client_id: "c",
+        account_id: "acct",
+        provider_id: "irs",
+    };
+    let record = StoredRecord {
+        version: 0,
+        client_id: "c".into(),
+        account_id: "acct".into(),
+        provider_id: "irs".into(),
+        stored_at: 1_700_000_000,
+        // A plaintext that is not UTF-8 cannot be a token.
+        sealed: ring.seal(&id, &[0xff, 0xfe, 0x00]).unwrap(),
+    };
+    // Expect::Absent writes only where nothing is.
+    assert_eq!(store.put(&record, Expect::Absent).await.unwrap(), 1);
+    assert!(matches!(
+        store.put(&record, Expect::Absent).await,
+        Err(StoreError::Conflict)
+    ));
+    // Delete with a version check: a stale version is refused, the current one deletes.
+    assert!(matches!(
+        store.delete("acct", Expect::Version(7)).await,
+        Err(StoreError::Conflict)
+    ));
+    let vault = Vault::new("c", ring, store.clone());
+    let err = vault.unseal("acct").await.unwrap_err();
+    assert!(
+        matches!(err, Error::Vault(VaultError::Tampered)),
+        "a non-UTF-8 token is refused as tampered, never a panic: {err:?}"
+    );
+    assert!(store.delete("acct", Expect::Version(1)).await.unwrap());
+    assert!(!store.delete("acct", Expect::Any).await.unwrap());
+
+    // Stray names: files that are not records are ignored; a record file whose name
+    // is not an encoded account is reported, never skipped in silence.
+    vault
+        .put("kept", &ProviderId::Irs, &AccessToken::new("t"))
+        .await
+        .unwrap();
+    std::fs::write(dir.path().join("README"), "notes").unwrap();
+    std::fs::write(dir.path().join(".hidden.json"), "{}").unwrap();
+    assert_eq!(store.list().await.unwrap(), ["kept"]);
+    std::fs::write(dir.path().join("not-hex.json"), "{}").unwrap();
+    assert!(matches!(
+        store.list().await,
+        Err(StoreError::Corrupt { .. })
     ));
 }
