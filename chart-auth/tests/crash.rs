@@ -180,3 +180,90 @@ fn killed_writers_never_lose_acknowledged_records() {
         "only {mid_write} of {ROUNDS} kills landed mid-write: the test proves little"
     );
 }
+
+#[test]
+fn two_processes_writing_at_once_leave_whole_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = |start: u64| {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["crash_child", "--exact", "--ignored", "--nocapture"])
+            .args(["--test-threads=1", "-q"])
+            .env("CHART_CRASH_DIR", dir.path())
+            .env("CHART_CRASH_START", start.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut writers = [spawn(0), spawn(1_000_000)];
+    // Per writer: the last token acknowledged per account, and what was begun.
+    let mut last_ack: Vec<HashMap<String, u64>> = vec![HashMap::new(), HashMap::new()];
+    let mut begun: HashSet<u64> = HashSet::new();
+    let mut readers: Vec<_> = writers
+        .iter_mut()
+        .map(|w| BufReader::new(w.stdout.take().unwrap()).lines())
+        .collect();
+    // Interleave: 60 acknowledgements from each, both writing all the while.
+    for _ in 0..60 {
+        for (i, lines) in readers.iter_mut().enumerate() {
+            loop {
+                let line = lines.next().expect("a writer exited early").unwrap();
+                let mut parts = line.split_whitespace();
+                match parts.next() {
+                    Some("begin") => {
+                        begun.insert(parts.next().unwrap().parse().unwrap());
+                    }
+                    Some("ack") => {
+                        let account = parts.next().unwrap().to_owned();
+                        last_ack[i].insert(account, parts.next().unwrap().parse().unwrap());
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for w in &mut writers {
+        w.kill().unwrap();
+        w.wait().unwrap();
+    }
+    for lines in readers {
+        for line in lines.map_while(Result::ok) {
+            if let Some(n) = line.strip_prefix("begin ") {
+                begun.insert(n.parse().unwrap());
+            }
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let vault = vault(dir.path());
+    let accounts = rt.block_on(vault.list()).expect("no torn or corrupt file");
+    assert_eq!(accounts.len() as u64, ACCOUNTS);
+    for account in accounts {
+        let account = account.account_id().to_owned();
+        let token = rt
+            .block_on(vault.unseal(&account))
+            .expect("every record opens");
+        let n: u64 = token
+            .expose_secret()
+            .trim_start_matches("token-")
+            .parse()
+            .unwrap();
+        // The last write to land is the last one acknowledged by either writer, or one
+        // still under way: never an older, overwritten value.
+        let last: Vec<u64> = last_ack
+            .iter()
+            .filter_map(|m| m.get(&account))
+            .copied()
+            .collect();
+        assert!(
+            last.contains(&n)
+                || (begun.contains(&n)
+                    && last
+                        .iter()
+                        .all(|l| n > *l || (n >= 1_000_000) != (*l >= 1_000_000))),
+            "{account} holds token-{n}; last acknowledged {last:?}"
+        );
+    }
+}
