@@ -5,7 +5,9 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
+use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chart_mock_server::{GrantOutcome, MintRequest, MockConfig, MockServer};
 use common::*;
@@ -662,4 +664,241 @@ fn terminate(child: &std::process::Child) {
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
+}
+
+/// One raw HTTP/1.1 exchange over a tokio socket: writes `request`, reads to the end.
+async fn raw_http(addr: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A body that stops arriving is answered 408 once the read timeout has passed. Time
+/// is paused, so the 10 s pass at once.
+#[tokio::test(start_paused = true)]
+async fn a_body_that_stops_arriving_times_out() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let addr = mock.url().trim_start_matches("http://").to_owned();
+    let answer = raw_http(
+        &addr,
+        b"POST /auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\nConnection: close\r\n\r\n{\"client_id\":",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_windows_and_eviction() {
+    // Bodies over 1 MiB are refused with 413, without reading them all.
+    let mock = MockServer::start(MockConfig {
+        max_tokens: 2,
+        rate_limit_per_minute: Some(2),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let addr = mock.url().trim_start_matches("http://").to_owned();
+    let big = vec![b' '; 1_536 * 1024];
+    for path in ["/auth/token", "/connect", "/__chart/codes"] {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            big.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&big);
+        let answer = raw_http(&addr, &request).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+    }
+
+    // The rate limit: 2 a minute, then 429 with Retry-After, then a new window on the
+    // mock's clock.
+    let exchange = |code: String| {
+        let addr = addr.clone();
+        async move {
+            let body = serde_json::json!({
+                "client_id": CLIENT, "client_secret": SECRET, "code": code,
+            })
+            .to_string();
+            raw_http(
+                &addr,
+                format!(
+                    "POST /auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .await
+        }
+    };
+    let mint = || {
+        mock.mint_code(&chart_mock_server::MintRequest {
+            client_id: CLIENT.into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .code
+    };
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let answer = exchange(mint()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        tokens.push(json["access_token"].as_str().unwrap().to_owned());
+    }
+    let limited = exchange(mint()).await;
+    assert!(limited.starts_with("HTTP/1.1 429"), "{limited}");
+    assert!(
+        limited.to_ascii_lowercase().contains("retry-after:"),
+        "{limited}"
+    );
+    mock.advance_clock(Duration::from_secs(60));
+    let answer = exchange(mint()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "a new window: {answer}");
+
+    // max_tokens = 2: the third token evicted the oldest.
+    assert!(
+        mock.chart().introspect(&tokens[0]).is_none(),
+        "the oldest token was evicted"
+    );
+    assert!(mock.chart().introspect(&tokens[1]).is_some());
+}
+
+/// A network namespace joined to this one by a veth pair, removed on drop: a peer that
+/// the mock sees at a non-loopback address.
+struct RemotePeer {
+    ns: String,
+    host_if: String,
+    host_ip: String,
+}
+
+impl RemotePeer {
+    fn new() -> Self {
+        let id = std::process::id() % 100_000;
+        let subnet = 1 + std::process::id() % 250;
+        let peer = Self {
+            ns: format!("chart-mock-{id}"),
+            host_if: format!("vcm{id}h"),
+            host_ip: format!("10.77.{subnet}.1"),
+        };
+        let ns_if = format!("vcm{id}n");
+        let ns_ip = format!("10.77.{subnet}.2/24");
+        let host_cidr = format!("{}/24", peer.host_ip);
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .expect("iproute2 is installed");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {} (this test needs root, as CI has)",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&["netns", "add", &peer.ns]);
+        ip(&[
+            "link",
+            "add",
+            &peer.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns_if,
+        ]);
+        ip(&["link", "set", &ns_if, "netns", &peer.ns]);
+        ip(&["addr", "add", &host_cidr, "dev", &peer.host_if]);
+        ip(&["link", "set", &peer.host_if, "up"]);
+        ip(&[
+            "netns", "exec", &peer.ns, "ip", "addr", "add", &ns_ip, "dev", &ns_if,
+        ]);
+        ip(&["netns", "exec", &peer.ns, "ip", "link", "set", &ns_if, "up"]);
+        peer
+    }
+
+    /// `curl` from inside the namespace; gives the status code.
+    fn curl(&self, args: &[&str]) -> u16 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "curl", "-s", "-o", "/dev/null"])
+            .args(["-w", "%{http_code}", "--max-time", "5"])
+            .args(args)
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+    }
+}
+
+impl Drop for RemotePeer {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// The admin token end to end against the binary, from a peer the mock does not treat
+/// as local: a client in another network namespace.
+#[test]
+fn the_admin_token_guards_the_control_plane_from_a_remote_peer() {
+    let peer = RemotePeer::new();
+    let token = "admin-token-for-the-remote-test";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
+        .args([
+            "--addr",
+            &format!("{}:0", peer.host_ip),
+            "--admin-token",
+            token,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(base.contains(&peer.host_ip), "{first}");
+    let auth = format!("Authorization: Bearer {token}");
+    let mint = [
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        "{\"client_id\":\"chart-sandbox-client\"}",
+    ];
+    let codes = format!("{base}/__chart/codes");
+    let health = format!("{base}/__chart/health");
+
+    assert_eq!(peer.curl(&[&health]), 401, "no token");
+    assert_eq!(
+        peer.curl(&["-H", "Authorization: Bearer wrong-token", &health]),
+        401,
+        "a wrong token"
+    );
+    assert_eq!(peer.curl(&["-H", &auth, &health]), 200);
+    let mut with_token = vec!["-H", auth.as_str()];
+    with_token.extend(mint);
+    with_token.push(&codes);
+    assert_eq!(peer.curl(&with_token), 201, "minting with the token");
+    let mut without = mint.to_vec();
+    without.push(&codes);
+    assert_eq!(peer.curl(&without), 401, "minting without it");
+    // Chart's own API needs no admin token.
+    assert_eq!(
+        peer.curl(&[&format!("{base}/introspect")]),
+        401,
+        "invalid_token, not admin"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
