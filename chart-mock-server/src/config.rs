@@ -108,6 +108,11 @@ pub struct MockConfig {
     /// The bearer token the control plane requires from non-loopback peers.
     #[serde(skip)]
     pub admin_token: Option<String>,
+    /// The host name the mock is served as (the binary's `--addr localhost:3000` gives
+    /// `localhost`). Control-plane requests must name it, an IP literal or `localhost`
+    /// in their `Host` header; any other name is refused (DNS rebinding).
+    #[serde(skip)]
+    pub host_name: Option<String>,
     /// How long codes live, on the mock's clock (default 600).
     pub code_ttl_secs: u64,
     /// The registered clients (default: the sandbox client).
@@ -150,6 +155,7 @@ impl Default for MockConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: false,
             admin_token: None,
+            host_name: None,
             code_ttl_secs: 600,
             clients: vec![ClientConfig::sandbox()],
             max_codes: 100_000,

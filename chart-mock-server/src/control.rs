@@ -26,7 +26,9 @@ pub(crate) fn authorize_control<B>(
     peer: SocketAddr,
     req: &Request<B>,
 ) -> Result<(), Resp> {
-    if peer.ip().is_loopback() {
+    check_host_and_origin(ctx, req)?;
+    // `::ffff:127.0.0.1` is loopback too: a mock bound to `[::]` sees IPv4 peers so.
+    if peer.ip().to_canonical().is_loopback() {
         return Ok(());
     }
     let Some(expected) = &ctx.admin_token else {
@@ -45,6 +47,62 @@ pub(crate) fn authorize_control<B>(
             "The admin token is missing or wrong.",
         ))
     }
+}
+
+/// Refuses what a web page could send: a `Host` that is not an address the mock serves
+/// (DNS rebinding), or a browser `Origin` other than the mock's own.
+fn check_host_and_origin<B>(ctx: &Ctx, req: &Request<B>) -> Result<(), Resp> {
+    let refuse = |message: &str| Err(error_std(StatusCode::FORBIDDEN, message));
+    let host = match req.headers().get(http::header::HOST) {
+        Some(value) => Some(value.to_str().unwrap_or("")),
+        None => req.uri().authority().map(|a| a.as_str()),
+    };
+    let Some(host) = host else {
+        // No Host at all (HTTP/1.0 tools): no browser sends that.
+        return Ok(());
+    };
+    if !served_host(ctx, host) {
+        return refuse(
+            "The Host header does not name this mock: the control plane answers only \
+             to its own address (this stops DNS rebinding).",
+        );
+    }
+    if let Some(origin) = req.headers().get(http::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let own = ["http://", "https://"].iter().any(|scheme| {
+            origin
+                .strip_prefix(scheme)
+                .is_some_and(|o| o.eq_ignore_ascii_case(host))
+        });
+        if !own {
+            return refuse("The control plane does not answer other web origins.");
+        }
+    }
+    Ok(())
+}
+
+/// Whether a `Host` value names the mock: an IP literal, `localhost` or the name it was
+/// started as, with the port it serves.
+fn served_host(ctx: &Ctx, host: &str) -> bool {
+    let Ok(authority) = host.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    let port_ok = match authority.port_u16() {
+        Some(port) => port == ctx.served.port,
+        None => matches!(ctx.served.port, 80 | 443),
+    };
+    let name = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    port_ok
+        && (name.parse::<std::net::IpAddr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || ctx
+                .served
+                .host_name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name)))
 }
 
 /// Answers a control-plane request (`route` is the path after `/__chart/`).
@@ -163,6 +221,7 @@ mod tests {
         Ctx {
             chart: Arc::new(Chart::new(&MockConfig::default())),
             admin_token: admin.map(Arc::from),
+            served: crate::request::Served::default(),
         }
     }
 

@@ -79,6 +79,7 @@ pub mod fuzzing {
         let ctx = Ctx {
             chart,
             admin_token: None,
+            served: Default::default(),
         };
         let resp = crate::api::token_grant(&ctx, body, &mut Note::default()).await;
         let status = resp.status();
@@ -95,6 +96,7 @@ pub mod fuzzing {
             &Ctx {
                 chart,
                 admin_token: None,
+                served: Default::default(),
             },
             pairs,
         )

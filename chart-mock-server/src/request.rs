@@ -31,6 +31,16 @@ pub(crate) struct Ctx {
     pub(crate) chart: Arc<Chart>,
     /// The admin token for non-loopback control-plane requests.
     pub(crate) admin_token: Option<Arc<str>>,
+    /// The port the mock serves, and the host name it was started as (besides IP
+    /// literals and `localhost`): what a control-plane `Host` header may name.
+    pub(crate) served: Served,
+}
+
+/// Where the mock is served, for checking `Host` and `Origin` headers.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Served {
+    pub(crate) port: u16,
+    pub(crate) host_name: Option<Arc<str>>,
 }
 
 /// Facts about a request for its journal entry.
@@ -131,6 +141,13 @@ pub(crate) fn bearer<B>(req: &Request<B>) -> Option<&str> {
 pub(crate) async fn json_body<T: DeserializeOwned>(
     req: Request<hyper::body::Incoming>,
 ) -> Result<T, Resp> {
+    // A browser can send `text/plain` cross-origin without asking; JSON it cannot.
+    if !is_json(&req) {
+        return Err(error_std(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The content type must be application/json.",
+        ));
+    }
     let bytes = read_body(req).await?;
     let bytes = if bytes.is_empty() {
         Bytes::from_static(b"{}")

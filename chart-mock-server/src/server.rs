@@ -16,7 +16,7 @@ use crate::config::{ConfigError, MockConfig};
 use crate::dispatch;
 use crate::model::{Chart, Fault, JournalEntry, MintError, MintRequest, MintedCode};
 use crate::report::Report;
-use crate::request::{Ctx, HEADER_READ_TIMEOUT};
+use crate::request::{Ctx, HEADER_READ_TIMEOUT, Served};
 use crate::tls;
 
 /// Why the server could not start.
@@ -73,6 +73,10 @@ impl MockServer {
         let ctx = Ctx {
             chart: chart.clone(),
             admin_token: config.admin_token.as_deref().map(Arc::from),
+            served: Served {
+                port: addr.port(),
+                host_name: config.host_name.as_deref().map(Arc::from),
+            },
         };
         let (stop, stopped) = oneshot::channel();
         let acceptor = tls

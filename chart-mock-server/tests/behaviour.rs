@@ -351,6 +351,24 @@ fn the_temporary_ca_file_goes_away_at_exit() {
         .expect("the CA path is printed")
         .to_owned();
     assert!(std::path::Path::new(&ca).exists());
+    // In a fresh directory only this user can enter, never at a predictable path.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::path::Path::new(&ca).parent().unwrap().to_owned();
+    assert_eq!(
+        std::fs::symlink_metadata(&dir)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    assert!(
+        std::fs::symlink_metadata(&ca)
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+    assert!(!dir.to_string_lossy().contains(&child.id().to_string()));
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -358,6 +376,112 @@ fn the_temporary_ca_file_goes_away_at_exit() {
     assert!(status.success());
     assert!(child.wait().unwrap().success(), "a graceful stop");
     assert!(!std::path::Path::new(&ca).exists(), "{ca} was left behind");
+    assert!(!dir.exists(), "its directory was left behind");
+}
+
+/// One raw HTTP/1.1 request with the given header lines; gives the status and body.
+fn raw_request(addr: &str, head: &str, headers: &[&str], body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut request = format!("{head} HTTP/1.1\r\n");
+    for h in headers {
+        request += &format!("{h}\r\n");
+    }
+    request += &format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (
+        status,
+        answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
+    )
+}
+
+/// What a web page the developer visits could send the control plane is refused: a
+/// cross-origin or `text/plain` POST, and a rebinding `Host`. IPv4 peers of a mock bound
+/// to `[::]` count as loopback.
+#[test]
+fn the_control_plane_refuses_what_a_web_page_could_send() {
+    // An empty token file is refused.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
+        .args(["--addr", "127.0.0.1:0", "--admin-token-file", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is empty"));
+
+    let token_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token_file.path(), "file-token-5d1c\n").unwrap();
+    let (mut child, lines) = sandbox_binary(&[
+        "--addr",
+        "[::]:0",
+        "--admin-token-file",
+        token_file.path().to_str().unwrap(),
+    ]);
+    // The token is not on the command line, where `ps` shows it.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("file-token-5d1c"));
+    let url = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("chart-mock-server listening on "))
+        .unwrap();
+    let port = url.rsplit(':').next().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let host = format!("Host: 127.0.0.1:{port}");
+    let json = "Content-Type: application/json";
+    let mint = r#"{"client_id":"chart-sandbox-client"}"#;
+
+    // An IPv4 client of a mock on [::] is loopback: no token needed.
+    assert_eq!(
+        raw_request(&addr, "GET /__chart/health", &[&host], "").0,
+        200
+    );
+    assert_eq!(
+        raw_request(&addr, "POST /__chart/codes", &[&host, json], mint).0,
+        201
+    );
+    // text/plain, which a page can send cross-origin without asking: refused.
+    let (status, body) = raw_request(
+        &addr,
+        "POST /__chart/codes",
+        &[&host, "Content-Type: text/plain"],
+        mint,
+    );
+    assert_eq!(status, 415, "{body}");
+    // A browser Origin other than the mock's own: refused; its own: fine.
+    let (status, body) = raw_request(
+        &addr,
+        "POST /__chart/codes",
+        &[&host, json, "Origin: http://evil.example"],
+        mint,
+    );
+    assert_eq!(status, 403, "{body}");
+    let own = format!("Origin: http://127.0.0.1:{port}");
+    assert_eq!(
+        raw_request(&addr, "POST /__chart/codes", &[&host, json, &own], mint).0,
+        201
+    );
+    // A rebinding Host (a name that resolves to us, but is not ours): refused.
+    let rebound = format!("Host: attacker.example:{port}");
+    let (status, body) = raw_request(&addr, "GET /__chart/journal", &[&rebound], "");
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("request_id"), "the journal was not read");
+    let local = format!("Host: localhost:{port}");
+    assert_eq!(
+        raw_request(&addr, "GET /__chart/journal", &[&local], "").0,
+        200
+    );
+    // Another port in Host is not us either.
+    assert_eq!(
+        raw_request(&addr, "GET /__chart/health", &["Host: 127.0.0.1:1"], "").0,
+        403
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]
@@ -670,7 +794,10 @@ fn terminate(child: &std::process::Child) {
 async fn raw_http(addr: &str, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
+    // `Host: x` in a request stands for the mock's own address.
+    let text =
+        String::from_utf8_lossy(request).replacen("Host: x\r\n", &format!("Host: {addr}\r\n"), 1);
+    stream.write_all(text.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer).await;
     String::from_utf8_lossy(&answer).into_owned()

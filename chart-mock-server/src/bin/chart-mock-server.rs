@@ -28,9 +28,13 @@ struct Args {
     /// object per line, for teams that ship logs.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// The bearer token the control plane requires from non-loopback clients.
+    /// The bearer token the control plane requires from non-loopback clients. Prefer
+    /// `--admin-token-file` or `CHART_MOCK_ADMIN_TOKEN`: a command line shows in `ps`.
     #[arg(long, env = "CHART_MOCK_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A file whose first line is the admin token (kept out of `ps`).
+    #[arg(long, conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
 }
 
 /// How the log is written.
@@ -119,7 +123,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     config.addr = args.addr.addr;
     config.tls = args.tls;
-    config.admin_token = args.admin_token.filter(|t| !t.is_empty());
+    config.admin_token = match &args.admin_token_file {
+        Some(path) => Some(read_token_file(path)?),
+        None => args.admin_token.clone().filter(|t| !t.is_empty()),
+    };
+    if args.addr.host.parse::<std::net::IpAddr>().is_err() {
+        config.host_name = Some(args.addr.host.clone());
+    }
     let server = MockServer::start(config).await?;
 
     let scheme = if server.ca_pem().is_some() {
@@ -129,19 +139,23 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let url = format!("{scheme}://{}:{}", args.addr.host, server.addr().port());
     println!("chart-mock-server listening on {url}");
-    // A CA file this run chose is removed at exit; one the user named is theirs.
-    let mut temporary_ca = None;
+    // A CA file this run chose is removed at exit, with its directory; one the user
+    // named is theirs.
+    let mut temporary_ca_dir = None;
     if let Some(pem) = server.ca_pem() {
         let path = match args.ca_out {
-            Some(path) => path,
+            Some(path) => {
+                std::fs::write(&path, pem)?;
+                path
+            }
             None => {
-                let path = std::env::temp_dir()
-                    .join(format!("chart-mock-server-{}-ca.pem", server.addr().port()));
-                temporary_ca = Some(path.clone());
+                let dir = private_temp_dir()?;
+                let path = dir.join("ca.pem");
+                temporary_ca_dir = Some(dir);
+                write_new(&path, pem.as_bytes())?;
                 path
             }
         };
-        std::fs::write(&path, pem)?;
         println!("CA certificate (PEM): {}", path.display());
     }
     for client in &server.config().clients {
@@ -176,8 +190,42 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     eprintln!("shutting down");
     server.shutdown().await;
-    if let Some(path) = temporary_ca {
-        let _ = std::fs::remove_file(path);
+    if let Some(dir) = temporary_ca_dir {
+        let _ = std::fs::remove_dir_all(dir);
     }
     Ok(())
+}
+
+/// A fresh directory only this user can enter, under the temp directory. Made with a
+/// random name and refused if anything is already there, so another local user cannot
+/// plant a file or a symlink where the CA will be written.
+fn private_temp_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!("chart-mock-server-{}", uuid::Uuid::new_v4()));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
+}
+
+/// Writes a file that must not exist yet (never through a symlink), mode 0644.
+fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// The admin token from its file: the first line, which must not be empty.
+fn read_token_file(path: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the admin token file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    if token.is_empty() {
+        return Err(format!("the admin token file {} is empty", path.display()).into());
+    }
+    Ok(token)
 }
