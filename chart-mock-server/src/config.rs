@@ -127,6 +127,16 @@ pub struct MockConfig {
     pub rate_limit_per_minute: Option<u32>,
     /// How long the `slow` scenario waits, in milliseconds (default 1,500).
     pub slow_ms: u64,
+    /// The most connections open at once (default: 1,024, or fewer when the process
+    /// may open fewer files). At the cap, the oldest connection that has not sent a
+    /// byte is closed to make room; if every one has, the new one is refused at once.
+    pub max_connections: Option<usize>,
+    /// How long a new connection may stay silent before it is closed, in milliseconds
+    /// (default 10,000).
+    pub first_byte_timeout_ms: u64,
+    /// How long a connection with no request under way may send nothing before it is
+    /// closed, HTTP/1 and HTTP/2 alike, in milliseconds (default 60,000).
+    pub idle_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for MockConfig {
@@ -145,7 +155,10 @@ impl std::fmt::Debug for MockConfig {
             .field("journal_len", &self.journal_len)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("slow_ms", &self.slow_ms)
-            .finish()
+            .field("max_connections", &self.max_connections)
+            .field("first_byte_timeout_ms", &self.first_byte_timeout_ms)
+            .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,6 +176,9 @@ impl Default for MockConfig {
             journal_len: 1_000,
             rate_limit_per_minute: None,
             slow_ms: 1_500,
+            max_connections: None,
+            first_byte_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
         }
     }
 }
@@ -261,6 +277,15 @@ impl MockConfig {
                     ));
                 }
             }
+        }
+        if self.max_connections == Some(0)
+            || self.first_byte_timeout_ms == 0
+            || self.idle_timeout_ms == 0
+        {
+            return bad(
+                "max_connections, first_byte_timeout_ms and idle_timeout_ms must be positive"
+                    .into(),
+            );
         }
         if self.code_ttl_secs == 0
             || self.max_codes == 0

@@ -240,19 +240,6 @@ async fn route(
     }
 }
 
-/// Wraps [`handle`] as a hyper service for one connection.
-pub(crate) fn service(
-    ctx: Ctx,
-    peer: SocketAddr,
-) -> impl hyper::service::Service<
-    Request<hyper::body::Incoming>,
-    Response = Resp,
-    Error = ResetConnection,
-    Future = impl Future<Output = Result<Resp, ResetConnection>> + Send,
-> + Clone {
-    hyper::service::service_fn(move |req| handle(ctx.clone(), peer, req))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

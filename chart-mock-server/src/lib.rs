@@ -34,6 +34,8 @@ mod report;
 
 mod tls;
 
+mod connections;
+
 mod response;
 
 mod request;

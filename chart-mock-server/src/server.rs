@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, MockConfig};
+use crate::connections::{Activity, Limits, Registry, Watched};
 use crate::dispatch;
 use crate::model::{Chart, Fault, JournalEntry, MintError, MintRequest, MintedCode};
 use crate::report::Report;
@@ -82,7 +83,12 @@ impl MockServer {
         let acceptor = tls
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
-        let task = tokio::spawn(serve(listener, acceptor, ctx, stopped));
+        let limits = Limits::new(
+            config.max_connections,
+            config.first_byte_timeout_ms,
+            config.idle_timeout_ms,
+        );
+        let task = tokio::spawn(serve(listener, acceptor, ctx, limits, stopped));
         Ok(MockServer {
             addr,
             ca_pem: tls.map(|t| t.ca_pem),
@@ -185,6 +191,8 @@ async fn serve_io<I>(
     io: I,
     ctx: Ctx,
     peer: SocketAddr,
+    activity: Arc<Activity>,
+    limits: Limits,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -194,8 +202,24 @@ async fn serve_io<I>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    // Pings find dead peers under long requests; they come later than the idle timeout,
+    // so that an idle connection is closed rather than kept alive by them.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.idle + limits.idle / 4))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let service = hyper::service::service_fn(move |req| {
+        let in_flight = activity.request();
+        let answer = dispatch::handle(ctx.clone(), peer, req);
+        async move {
+            let answer = answer.await;
+            drop(in_flight);
+            answer
+        }
+    });
     let conn = builder
-        .serve_connection(TokioIo::new(io), dispatch::service(ctx, peer))
+        .serve_connection(TokioIo::new(io), service)
         .into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -205,11 +229,15 @@ async fn serve_io<I>(
 /// The first byte of a TLS connection: a handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
 
-/// Whether the client opened with a TLS handshake (it waits for the first byte).
-async fn speaks_tls(tcp: &tokio::net::TcpStream) -> bool {
+/// Whether the client opened with a TLS handshake (it waits for the first byte; the
+/// connection's watchdog ends a wait that lasts too long).
+async fn speaks_tls(tcp: &tokio::net::TcpStream, activity: &Activity) -> bool {
     let mut first = [0u8; 1];
-    match tokio::time::timeout(HEADER_READ_TIMEOUT, tcp.peek(&mut first)).await {
-        Ok(Ok(1)) => first[0] == TLS_HANDSHAKE,
+    match tcp.peek(&mut first).await {
+        Ok(1) => {
+            activity.read();
+            first[0] == TLS_HANDSHAKE
+        }
         // Closed, failed or silent: let the TLS accept report it.
         _ => true,
     }
@@ -233,9 +261,12 @@ async fn serve(
     listener: TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     ctx: Ctx,
+    limits: Limits,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let graceful = GracefulShutdown::new();
+    let registry = Arc::new(Registry::default());
+    let mut refused: u64 = 0;
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -248,24 +279,55 @@ async fn serve(
             },
             _ = &mut stopped => break,
         };
+        let Some(admission) = registry.admit(limits.max_connections) else {
+            // Every open connection is in use: refuse this one at once.
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    refused,
+                    max = limits.max_connections,
+                    "connection cap reached; refusing"
+                );
+            }
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let ctx = ctx.clone();
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            match acceptor {
-                Some(acceptor) => {
-                    if !speaks_tls(&tcp).await {
-                        refuse_plain_http(tcp).await;
-                        return;
+            let activity = admission.activity.clone();
+            let work = async {
+                match acceptor {
+                    Some(acceptor) => {
+                        if !speaks_tls(&tcp, &activity).await {
+                            refuse_plain_http(tcp).await;
+                            return;
+                        }
+                        let tcp = Watched::new(tcp, activity.clone());
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await
+                        {
+                            Ok(Ok(tls)) => {
+                                serve_io(tls, ctx, peer, activity.clone(), limits, watcher).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
                     }
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => serve_io(tls, ctx, peer, watcher).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    None => {
+                        let tcp = Watched::new(tcp, activity.clone());
+                        serve_io(tcp, ctx, peer, activity.clone(), limits, watcher).await
                     }
                 }
-                None => serve_io(tcp, ctx, peer, watcher).await,
+            };
+            let mut admission = admission;
+            tokio::select! {
+                () = work => {}
+                _ = &mut admission.evicted => tracing::debug!(%peer, "silent connection closed to make room"),
+                () = activity.expired(limits) => tracing::debug!(%peer, "connection closed: silent or idle"),
             }
         });
     }

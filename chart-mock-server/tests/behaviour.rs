@@ -1029,3 +1029,122 @@ fn the_admin_token_guards_the_control_plane_from_a_remote_peer() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The binary with a config, its open-file limit lowered to `files`; gives the child and
+/// its `127.0.0.1:PORT`.
+fn limited_binary(
+    config: &str,
+    files: u32,
+) -> (std::process::Child, tempfile::NamedTempFile, String) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), config).unwrap();
+    let mut child = Command::new("prlimit")
+        .arg(format!("--nofile={files}:{files}"))
+        .arg(env!("CARGO_BIN_EXE_chart-mock-server"))
+        .args(["--addr", "127.0.0.1:0", "--config"])
+        .arg(file.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prlimit (util-linux) runs");
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first.trim().rsplit(' ').next().unwrap();
+    let addr = url.trim_start_matches("http://").to_owned();
+    (child, file, addr)
+}
+
+const ONE_CLIENT: &str = "[[clients]]\nclient_id = \"c\"\nclient_secret = \"s\"\n";
+
+/// 1,000 silent sockets against a mock allowed 512 open files: the oldest silent ones
+/// are closed to make room, and a health check still answers within a second.
+#[test]
+fn silent_sockets_never_keep_a_health_check_out() {
+    let (mut child, _config, addr) = limited_binary(ONE_CLIENT, 512);
+    let mut silent = Vec::new();
+    for _ in 0..1_000 {
+        silent.push(std::net::TcpStream::connect(&addr).unwrap());
+    }
+    let started = std::time::Instant::now();
+    let (status, _) = raw_request(
+        &addr,
+        "GET /__chart/health",
+        &[&format!("Host: {addr}")],
+        "",
+    );
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(
+        took < Duration::from_secs(1),
+        "the health check took {took:?}"
+    );
+    // The oldest silent sockets were closed by the mock to make room (the cap is below
+    // 512): they read end-of-file at once.
+    let mut closed = 0;
+    for s in silent.iter_mut().take(400) {
+        use std::io::Read;
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        closed += usize::from(matches!(s.read(&mut [0u8; 1]), Ok(0)));
+    }
+    assert_eq!(closed, 400, "the oldest silent sockets were closed");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A silent connection is closed after the first-byte deadline, and an idle one after
+/// the idle timeout, over HTTP/1 and HTTP/2 alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = format!("first_byte_timeout_ms = 300\nidle_timeout_ms = 400\n{ONE_CLIENT}");
+    let (mut child, _config, addr) = limited_binary(&config, 1024);
+    let closed_within = |mut stream: tokio::net::TcpStream| async move {
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+            .await
+            .expect("the mock closed the connection")
+            .unwrap();
+        started.elapsed()
+    };
+
+    // Silent from the start.
+    let silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let took = closed_within(silent).await;
+    assert!(
+        took >= Duration::from_millis(250),
+        "closed too soon: {took:?}"
+    );
+
+    // HTTP/1: one request on a keep-alive connection, then nothing.
+    let mut h1 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    h1.write_all(format!("GET /__chart/health HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    h1.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    closed_within(h1).await;
+
+    // HTTP/2 (prior knowledge): one request, then idle; the mock ends the connection.
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let driver = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{addr}/__chart/health"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+    let ended = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection was not closed");
+
+    let _ = child.kill();
+    let _ = child.wait();
+}
