@@ -39,7 +39,7 @@ redirect_uris = ["{REDIRECT}"]
 }
 
 pub enum Guard {
-    InProcess(MockServer),
+    InProcess(Box<MockServer>),
     Binary(Child, tempfile::NamedTempFile),
 }
 
@@ -90,7 +90,7 @@ impl Target {
         let mock = MockServer::start(config).await.unwrap();
         Target {
             base: mock.url(),
-            guard: Guard::InProcess(mock),
+            guard: Guard::InProcess(Box::new(mock)),
             http: client(),
         }
     }
