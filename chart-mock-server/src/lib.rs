@@ -56,8 +56,8 @@ pub use config::{
 };
 pub use control::OPENAPI;
 pub use model::{
-    Chart, Fault, FaultKind, GrantOutcome, JournalEntry, MintError, MintRequest, MintedCode,
-    PROVIDERS, Scenario, TokenInfo,
+    Chart, Fault, FaultKind, GrantOutcome, JOURNAL_FIELD_MAX, JOURNAL_MAX_BYTES, JournalEntry,
+    MintError, MintRequest, MintedCode, PROVIDERS, Scenario, TokenInfo,
 };
 pub use report::{Check, CheckResult, ClientReport, Report, Verdict};
 pub use request::{API_VERSION, HEADER_READ_TIMEOUT, MAX_BODY};

@@ -297,6 +297,42 @@ pub struct JournalEntry {
     pub metadata: Option<String>,
 }
 
+/// The journal's entries, and roughly how many bytes they hold.
+#[derive(Debug, Default)]
+struct Journal {
+    entries: VecDeque<JournalEntry>,
+    bytes: usize,
+}
+
+/// The most bytes the journal holds, whatever its length: about 2 MiB.
+pub const JOURNAL_MAX_BYTES: usize = 2 << 20;
+/// The longest journal field a client chooses (a path, a client id, metadata).
+pub const JOURNAL_FIELD_MAX: usize = 256;
+
+/// Cuts `text` to at most `max` bytes, on a character boundary, marking the cut.
+fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut at = max.saturating_sub(3);
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push('…');
+    }
+}
+
+/// What an entry costs, roughly: its strings and its fixed part.
+fn entry_size(e: &JournalEntry) -> usize {
+    std::mem::size_of::<JournalEntry>()
+        + e.request_id.len()
+        + e.method.len()
+        + e.path.len()
+        + e.outcome.len()
+        + e.client_id.as_ref().map_or(0, String::len)
+        + e.code_id.as_ref().map_or(0, String::len)
+        + e.metadata.as_ref().map_or(0, String::len)
+}
+
 /// The mock's state, shared by every connection.
 #[derive(Debug)]
 pub struct Chart {
@@ -309,7 +345,7 @@ pub struct Chart {
     faults: Mutex<Vec<Fault>>,
     /// Whether any fault is pending: the hot path skips the lock when none is.
     has_faults: std::sync::atomic::AtomicBool,
-    journal: Mutex<VecDeque<JournalEntry>>,
+    journal: Mutex<Journal>,
     journal_len: usize,
     observations: Mutex<Observations>,
     rate: Option<Mutex<RateWindow>>,
@@ -343,7 +379,7 @@ impl Chart {
             tokens: Mutex::new(Bounded::new(config.max_tokens)),
             faults: Mutex::new(Vec::new()),
             has_faults: std::sync::atomic::AtomicBool::new(false),
-            journal: Mutex::new(VecDeque::new()),
+            journal: Mutex::new(Journal::default()),
             journal_len: config.journal_len,
             observations: Mutex::new(Observations::new(config.journal_len)),
             rate: config.rate_limit_per_minute.map(|per_minute| {
@@ -607,22 +643,40 @@ impl Chart {
     }
 
     /// Records a request in the journal, forgetting the oldest past its length.
-    pub fn record(&self, entry: JournalEntry) {
-        let mut journal = lock(&self.journal);
-        if journal.len() >= self.journal_len {
-            journal.pop_front();
+    pub fn record(&self, mut entry: JournalEntry) {
+        // Fields a client chooses are cut, so that no request can grow the journal by
+        // more than a few hundred bytes.
+        cut(&mut entry.path, JOURNAL_FIELD_MAX);
+        cut(&mut entry.method, 16);
+        cut(&mut entry.outcome, 64);
+        for field in [&mut entry.client_id, &mut entry.metadata]
+            .into_iter()
+            .flatten()
+        {
+            cut(field, JOURNAL_FIELD_MAX);
         }
-        journal.push_back(entry);
+        let size = entry_size(&entry);
+        let mut journal = lock(&self.journal);
+        journal.bytes += size;
+        journal.entries.push_back(entry);
+        while journal.entries.len() > self.journal_len || journal.bytes > JOURNAL_MAX_BYTES {
+            let Some(old) = journal.entries.pop_front() else {
+                break;
+            };
+            journal.bytes -= entry_size(&old);
+        }
     }
 
     /// The journal, oldest first.
     pub fn journal(&self) -> Vec<JournalEntry> {
-        lock(&self.journal).iter().cloned().collect()
+        lock(&self.journal).entries.iter().cloned().collect()
     }
 
     /// Empties the journal.
     pub fn clear_journal(&self) {
-        lock(&self.journal).clear();
+        let mut journal = lock(&self.journal);
+        journal.entries.clear();
+        journal.bytes = 0;
     }
 
     /// Keeps what the mock saw of a request to Chart's API, for the conformance report.

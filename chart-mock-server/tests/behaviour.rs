@@ -1148,3 +1148,50 @@ async fn silent_and_idle_connections_are_closed() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The journal is bounded in bytes, not just in entries: 5,000 requests with 8 KiB
+/// paths leave a journal of at most a few MiB, with every path cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_is_bounded_in_bytes() {
+    let config = format!("journal_len = 100000\n{ONE_CLIENT}");
+    let (mut child, _config, addr) = limited_binary(&config, 1024);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let long = "a".repeat(8 * 1024);
+    for n in 0..5_000 {
+        let uri: http::Uri = format!("http://{addr}/{n}{long}").parse().unwrap();
+        let resp = client.get(uri).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+    }
+    let resp = client
+        .get(format!("http://{addr}/__chart/journal").parse().unwrap())
+        .await
+        .unwrap();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body.len() < 3 << 20,
+        "the journal read is {} bytes",
+        body.len()
+    );
+    assert!(
+        entries.len() < 5_000,
+        "old entries were dropped for bytes: {}",
+        entries.len()
+    );
+    assert!(entries.len() > 1_000, "{} entries", entries.len());
+    for e in &entries {
+        assert!(
+            e["path"].as_str().unwrap().len() <= 256,
+            "a path was not cut"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
