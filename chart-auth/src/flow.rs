@@ -24,6 +24,10 @@ use crate::connect_state::{
 use crate::error::{Error, VaultError};
 use crate::ids::{KeyId, ProviderId};
 use crate::secret::{AccessToken, AuthorizationCode};
+
+/// The longest authorization code accepted from a callback. Chart's codes are far
+/// shorter; its token endpoint refuses fields over 4 KiB.
+pub const MAX_CODE_LEN: usize = 2048;
 use crate::vault::{StoredAccount, TokenStore, Vault};
 use crate::wire::Introspection;
 
@@ -313,6 +317,11 @@ impl<S: TokenStore> ChartConnect<S> {
     ) -> Result<Connection<CodeReceived>, Error> {
         if code.expose_secret().is_empty() {
             return Err(Error::BadCallback("the code is empty".into()));
+        }
+        // Chart refuses a longer code as a malformed request, which would look like our
+        // own bug (a 500) instead of the caller's bad input.
+        if code.expose_secret().len() > MAX_CODE_LEN {
+            return Err(Error::BadCallback("the code is too long".into()));
         }
         let verified = self
             .signer

@@ -118,7 +118,9 @@ pub use error::{
     ConfigError, ConnectStateError, Error, ErrorDetail, KeySourceError, StoreError, UnknownCause,
     VaultError,
 };
-pub use flow::{ChartConnect, CodeReceived, ConnectStart, Connection, Exchanged, Stage, Stored};
+pub use flow::{
+    ChartConnect, CodeReceived, ConnectStart, Connection, Exchanged, MAX_CODE_LEN, Stage, Stored,
+};
 pub use ids::ProviderId;
 #[cfg(feature = "postgres")]
 pub use replay::PostgresReplayGuard;

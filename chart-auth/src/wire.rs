@@ -127,11 +127,19 @@ pub fn error_from_response(
         request_id: request_id(headers).and_then(|id| scrub(&id, REQUEST_ID_LIMIT, secrets)),
         ..ErrorDetail::default()
     };
+    // The error is classified by the name as Chart sent it: scrubbing first would let a
+    // secret that happens to occur in a name (a code `_` in `invalid_grant_error`) change
+    // the class. Only what the error keeps is scrubbed.
+    let mut name = None;
     if let Ok(body) = serde_json::from_slice::<ErrorBody<'_>>(body) {
-        detail.name = body.name.and_then(|n| scrub(&n, NAME_LIMIT, secrets));
+        detail.name = body
+            .name
+            .as_deref()
+            .and_then(|n| scrub(n, NAME_LIMIT, secrets));
         detail.message = body.message.and_then(|m| scrub(&m, MESSAGE_LIMIT, secrets));
+        name = body.name;
     }
-    match (detail.name.as_deref(), status) {
+    match (name.as_deref(), status) {
         (Some("invalid_grant_error"), _) => Error::InvalidGrant(detail),
         (Some("invalid_client_error"), _) => Error::InvalidClient(detail),
         (Some("invalid_token_error"), _) => Error::InvalidToken(detail),

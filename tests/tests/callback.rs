@@ -602,6 +602,25 @@ async fn limits_posted_errors_retry_after_and_a_released_replay_claim() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "bad_callback");
 
+    // A code longer than any Chart issues is the caller's bad input (400), and is never
+    // sent to Chart, which would refuse it as a malformed request of ours.
+    let long_code = "c".repeat(chart_auth::MAX_CODE_LEN + 1);
+    let (resp, body, _) = call(
+        &cb.service,
+        get(&q(&long_code, &cb.redirect_state()), Some(sid())),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "bad_callback");
+    assert!(
+        cb.env
+            .mock
+            .journal()
+            .iter()
+            .all(|e| e.path != "/auth/token"),
+        "never sent"
+    );
+
     // The embedded flow's cancel arrives as a POSTed {error, state}.
     let (resp, body, _) = call(
         &cb.service,

@@ -713,3 +713,20 @@ async fn a_callers_own_rustls_config_is_used() {
         .unwrap_err();
     assert!(matches!(err, Error::Tls { .. }), "{err:?}");
 }
+
+/// Found by the callback fuzz target: a code that occurs inside Chart's error name
+/// (`_` in `invalid_grant_error`) was scrubbed out of the name before the error was
+/// classified, so an unknown code looked like our own malformed request.
+#[tokio::test]
+async fn a_code_inside_the_error_name_does_not_change_the_error() {
+    let env = env().await;
+    for code in ["_", "error", "grant", "invalid"] {
+        let err = env
+            .receive(code, chart_auth::Flow::Embedded)
+            .exchange(&env.client)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidGrant(_)), "{code}: {err:?}");
+        assert!(!format!("{err:?}").contains(&format!("\"{code}\"")));
+    }
+}
