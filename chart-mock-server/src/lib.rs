@@ -19,22 +19,22 @@
 //!
 //! # Layers
 //!
-//! Each module imports only from the ones before it: `config`, `model` (codes, tokens,
-//! clock, faults, journal), `tls`, `response` and `request` (helpers), then the
-//! handlers `api` (Chart's endpoints), `connect` (the Connect page) and `control` (the
-//! control plane), then `dispatch` (faults, routing, journal) and `server`.
+//! Each module imports only from the ones before it: `config`, `report` (the
+//! conformance checks over what the mock saw), `model` (codes, tokens, clock, faults,
+//! journal), `tls`, `response` and `request` (helpers), then the handlers `api`
+//! (Chart's endpoints), `connect` (the Connect page) and `control` (the control plane
+//! and its OpenAPI document), then `dispatch` (faults, routing, journal),
+//! `connections` (caps and timeouts) and `server`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod config;
 
-mod model;
-
 mod report;
 
-mod tls;
+mod model;
 
-mod connections;
+mod tls;
 
 mod response;
 
@@ -47,6 +47,8 @@ mod connect;
 mod control;
 
 mod dispatch;
+
+mod connections;
 
 mod server;
 
