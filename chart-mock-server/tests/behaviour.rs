@@ -1030,15 +1030,35 @@ fn the_admin_token_guards_the_control_plane_from_a_remote_peer() {
     let _ = child.wait();
 }
 
-/// The binary with a config, its open-file limit lowered to `files`; gives the child and
-/// its `127.0.0.1:PORT`.
-fn limited_binary(
-    config: &str,
-    files: u32,
-) -> (std::process::Child, tempfile::NamedTempFile, String) {
+/// A child process killed when dropped, so that a failing test leaves none behind.
+struct Running(std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The binary with a config, its open-file limit lowered to `files`; gives the child
+/// (killed on drop) and its `127.0.0.1:PORT`.
+fn limited_binary(config: &str, files: u32) -> (Running, tempfile::NamedTempFile, String) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), config).unwrap();
-    let mut child = Command::new("prlimit")
+    let child = Command::new("prlimit")
         .arg(format!("--nofile={files}:{files}"))
         .arg(env!("CARGO_BIN_EXE_chart-mock-server"))
         .args(["--addr", "127.0.0.1:0", "--config"])
@@ -1047,6 +1067,7 @@ fn limited_binary(
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("prlimit (util-linux) runs");
+    let mut child = Running(child);
     let mut first = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut first)
