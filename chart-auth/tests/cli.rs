@@ -120,17 +120,7 @@ async fn a_full_rotation_through_the_cli() {
         KeyId(2)
     );
     // No key (in any form) and no token in anything the CLI printed.
-    use base64::Engine;
-    let mut secrets: Vec<Vec<u8>> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            let key = l.split_whitespace().last().unwrap();
-            base64::engine::general_purpose::STANDARD
-                .decode(key)
-                .unwrap()
-        })
-        .collect();
+    let mut secrets = leaks::keyring_keys(&text);
     secrets.extend((0..5).map(|i| format!("token-{i}").into_bytes()));
     let printed = PRINTED.lock().unwrap().clone();
     assert!(printed.contains("rewrapped 5 record(s)"));

@@ -4,7 +4,6 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use chart_auth::vault::{FileStore, Keyring, TokenStore, Vault};
 
 #[path = "../../tests/tests/support/leaks.rs"]
@@ -55,18 +54,7 @@ async fn the_demo_prints_no_token_and_no_key() {
     );
 
     let keyring = Keyring::load(&dir.path().join("keyring")).unwrap();
-    let mut secrets: Vec<Vec<u8>> = keyring
-        .to_text()
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            let key = l.split_whitespace().last().unwrap();
-            base64::engine::general_purpose::STANDARD
-                .decode(key)
-                .unwrap()
-        })
-        .collect();
+    let mut secrets = leaks::keyring_keys(&keyring.to_text().unwrap());
     let store = FileStore::open(dir.path().join("tokens")).unwrap();
     let first = store
         .list()

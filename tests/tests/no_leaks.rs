@@ -9,7 +9,7 @@
 mod support;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chart_auth::vault::{FileStore, Keyring, Vault};
@@ -17,20 +17,8 @@ use chart_auth::{ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSi
 use chart_mock_server::{
     ClientConfig, Fault, FaultKind, MintRequest, MockConfig, MockServer, Scenario,
 };
+use support::capture::Capture;
 use support::{SESSION, fault, receive_via, redirect_uri};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_logs_panics_errors_or_the_journal() {

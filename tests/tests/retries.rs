@@ -10,33 +10,18 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chart_auth::{ChartClient, ClientSecret, Config, Error, RetryPolicy};
 use chart_mock_server::Scenario;
+use support::capture::Capture;
 use support::{env, receive_with, status_fault};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    /// How many `request not sent` events were logged since the last call.
-    fn take_not_sent(&self) -> usize {
-        let text = String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap();
-        text.matches("request not sent").count()
-    }
+/// How many `request not sent` events were logged since the last call.
+fn take_not_sent(capture: &Capture) -> usize {
+    capture.take_text().matches("request not sent").count()
 }
 
 fn client(
@@ -82,11 +67,11 @@ async fn retries_and_time_limits() {
     // never sent.
     let refused = format!("http://127.0.0.1:{}", closed_port());
     let c = client(&refused, fast.clone(), |b| b);
-    capture.take_not_sent();
+    take_not_sent(&capture);
     let err = receive_with(&c, "code").exchange(&c).await.unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     assert!(!err.code_may_be_spent());
-    assert_eq!(capture.take_not_sent(), 4, "one event per attempt");
+    assert_eq!(take_not_sent(&capture), 4, "one event per attempt");
 
     // A TLS handshake failure likewise: a server that answers the ClientHello with
     // garbage sees exactly max_attempts connections.
@@ -121,11 +106,11 @@ async fn retries_and_time_limits() {
         ..RetryPolicy::default()
     };
     let c = client(&refused, capped, |b| b.deadline(Duration::from_secs(30)));
-    capture.take_not_sent();
+    take_not_sent(&capture);
     let started = Instant::now();
     let err = receive_with(&c, "code").exchange(&c).await.unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
-    assert_eq!(capture.take_not_sent(), 6);
+    assert_eq!(take_not_sent(&capture), 6);
     assert!(
         started.elapsed() < Duration::from_millis(1_500),
         "waits were not capped: {:?}",
@@ -144,10 +129,10 @@ async fn retries_and_time_limits() {
             .request_timeout(Duration::from_millis(250))
             .deadline(Duration::from_millis(300))
     });
-    capture.take_not_sent();
+    take_not_sent(&capture);
     let err = receive_with(&c, "code").exchange(&c).await.unwrap_err();
     assert!(matches!(err, Error::Timeout), "{err:?}");
-    let attempts = capture.take_not_sent();
+    let attempts = take_not_sent(&capture);
     assert!((1..1_000).contains(&attempts), "{attempts} attempts");
 
     // A connect timeout: a listener whose backlog is full drops the SYN.
@@ -172,11 +157,11 @@ async fn retries_and_time_limits() {
         },
         |b| b.connect_timeout(Duration::from_millis(200)),
     );
-    capture.take_not_sent();
+    take_not_sent(&capture);
     let err = receive_with(&c, "code").exchange(&c).await.unwrap_err();
     assert!(matches!(err, Error::Timeout), "{err:?}");
     assert!(!err.code_may_be_spent());
-    assert_eq!(capture.take_not_sent(), 2, "a connect timeout is retried");
+    assert_eq!(take_not_sent(&capture), 2, "a connect timeout is retried");
     drop((listener, fillers));
 
     // A 504 from Chart's side: the code may be spent, so it is reported, never resent.

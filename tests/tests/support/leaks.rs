@@ -69,3 +69,11 @@ pub fn assert_no_leak(haystack: &[u8], secrets: &[Vec<u8>], what: &str) {
         }
     }
 }
+
+/// The raw data keys of a plaintext keyring's text, to search output for.
+pub fn keyring_keys(text: &str) -> Vec<Vec<u8>> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| STANDARD.decode(l.split_whitespace().last()?).ok())
+        .collect()
+}

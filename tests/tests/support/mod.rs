@@ -2,6 +2,7 @@
 //! that arrive through a verified callback.
 #![allow(dead_code)]
 
+pub mod capture;
 pub mod leaks;
 #[cfg(feature = "pkcs11")]
 pub mod softhsm;
