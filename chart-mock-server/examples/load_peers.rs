@@ -54,14 +54,20 @@ async fn bare() -> Result {
         let (tcp, _) = listener.accept().await?;
         let _ = tcp.set_nodelay(true);
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                let _ = req.into_body().collect().await;
-                let mut resp = http::Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
-                let h = resp.headers_mut();
-                h.insert("content-type", http::HeaderValue::from_static("application/json"));
-                h.insert("chart-request-id", http::HeaderValue::from_static("bare"));
-                Ok::<_, std::convert::Infallible>(resp)
-            });
+            let svc = hyper::service::service_fn(
+                |req: http::Request<hyper::body::Incoming>| async move {
+                    let _ = req.into_body().collect().await;
+                    let mut resp =
+                        http::Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
+                    let h = resp.headers_mut();
+                    h.insert(
+                        "content-type",
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    h.insert("chart-request-id", http::HeaderValue::from_static("bare"));
+                    Ok::<_, std::convert::Infallible>(resp)
+                },
+            );
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
@@ -113,13 +119,19 @@ async fn mint(url: &str, n: usize, file: &str) -> Result {
                 let req = http::Request::post("/__chart/codes")
                     .header("host", &authority)
                     .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from_static(br#"{"client_id":"chart-sandbox-client"}"#)))?;
+                    .body(Full::new(Bytes::from_static(
+                        br#"{"client_id":"chart-sandbox-client"}"#,
+                    )))?;
                 send.ready().await?;
                 let resp = send.send_request(req).await?;
                 let status = resp.status();
                 let body = resp.into_body().collect().await?.to_bytes();
                 if status != http::StatusCode::CREATED {
-                    return Err(format!("minting answered {status}: {}", String::from_utf8_lossy(&body)).into());
+                    return Err(format!(
+                        "minting answered {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    )
+                    .into());
                 }
                 #[derive(serde::Deserialize)]
                 struct Minted {

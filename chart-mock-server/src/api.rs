@@ -8,7 +8,7 @@
 use http::{Method, Request, StatusCode};
 use serde::Serialize;
 
-use crate::model::GrantOutcome;
+use crate::model::{ClientIx, GrantOutcome};
 use crate::request::{Ctx, Note, api_version_error, bearer, is_json, read_body};
 use crate::response::{
     Resp, error, error_std, json_response, method_not_allowed, with_retry_after,
@@ -114,7 +114,7 @@ pub(crate) async fn token(ctx: &Ctx, req: Request<hyper::body::Incoming>, note: 
     if !json {
         // Read only to tell the conformance report whose request this was.
         if let Ok(body) = read_body(req).await {
-            note.client_id = client_named_in(ctx, &body);
+            note.client = client_named_in(ctx, &body);
         }
         return error_std(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -128,17 +128,16 @@ pub(crate) async fn token(ctx: &Ctx, req: Request<hyper::body::Incoming>, note: 
 }
 
 /// The known client a body names, as JSON or as a form; the body is not otherwise used.
-fn client_named_in(ctx: &Ctx, body: &[u8]) -> Option<String> {
-    let named = match serde_json::from_slice::<TokenRequest<'_>>(body) {
+fn client_named_in(ctx: &Ctx, body: &[u8]) -> Option<ClientIx> {
+    match serde_json::from_slice::<TokenRequest<'_>>(body) {
         Ok(TokenRequest {
             client_id: Field::Str(id),
             ..
-        }) => Some(id.into_owned()),
+        }) => ctx.chart.client_index(&id),
         _ => form_urlencoded::parse(body)
             .find(|(name, _)| name == "client_id")
-            .map(|(_, id)| id.into_owned()),
-    };
-    named.filter(|id| ctx.chart.client(id).is_some())
+            .and_then(|(_, id)| ctx.chart.client_index(&id)),
+    }
 }
 
 /// The body of `POST /auth/token`, once the method and headers have passed.
@@ -170,11 +169,9 @@ pub(crate) async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp
         Err(resp) => return resp,
     };
     note.redirect_uri_sent = Some(redirect_uri.is_some());
-    if ctx.chart.client(client_id).is_some() {
-        note.client_id = Some(client_id.to_owned());
-    }
-    if !ctx.chart.authenticate(client_id, secret) {
-        note.code_id = ctx.chart.code_id(code);
+    note.client = ctx.chart.client_index(client_id);
+    let Some(client) = ctx.chart.authenticated(client_id, secret) else {
+        note.code(ctx.chart.code_facts(code));
         // One message for an unknown client and a wrong secret. On a mock that runs only
         // the documented sandbox client, say which it is: a copied `<your_client_id>`
         // is the usual first mistake.
@@ -185,9 +182,9 @@ pub(crate) async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp
             "Client authentication failed."
         };
         return error_std(StatusCode::UNAUTHORIZED, message);
-    }
+    };
     if !ctx.chart.take_rate() {
-        note.code_id = ctx.chart.code_id(code);
+        note.code(ctx.chart.code_facts(code));
         return with_retry_after(
             error_std(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -196,14 +193,9 @@ pub(crate) async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp
             60,
         );
     }
-    note.metadata = ctx.chart.code_metadata(code);
-    match ctx.chart.redeem_noting(
-        client_id,
-        code,
-        redirect_uri,
-        &mut note.code_id,
-        &mut note.code_redirect_flow,
-    ) {
+    let (outcome, facts) = ctx.chart.redeem_for(client, code, redirect_uri);
+    note.code(facts);
+    match outcome {
         GrantOutcome::Issued {
             account_id,
             provider_id,
@@ -213,7 +205,7 @@ pub(crate) async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp
             if slow {
                 tokio::time::sleep(ctx.chart.slow_delay()).await;
             }
-            note.issued_account = Some(account_id.clone());
+            note.issued_account = Some(account_id);
             #[derive(Serialize)]
             struct TokenAnswer<'a> {
                 account_id: &'a str,
@@ -221,13 +213,16 @@ pub(crate) async fn token_grant(ctx: &Ctx, body: &[u8], note: &mut Note) -> Resp
                 provider_id: &'a str,
                 access_token: &'a str,
             }
+            let mut account_buf = [0; uuid::fmt::Hyphenated::LENGTH];
+            let mut token_buf = [0; uuid::fmt::Hyphenated::LENGTH];
+            let account_id = &*account_id.hyphenated().encode_lower(&mut account_buf);
             json_response(
                 StatusCode::OK,
                 &TokenAnswer {
-                    account_id: &account_id,
-                    taxpayer_id: &account_id,
+                    account_id,
+                    taxpayer_id: account_id,
                     provider_id: &provider_id,
-                    access_token: &access_token,
+                    access_token: access_token.hyphenated().encode_lower(&mut token_buf),
                 },
             )
         }
@@ -279,23 +274,23 @@ pub(crate) fn bearer_endpoint(
             "The access token is missing: send Authorization: Bearer <access_token>.",
         );
     };
-    let Some(info) = ctx.chart.introspect(token) else {
+    let Some((client, account, provider)) = ctx.chart.token_facts(token) else {
         return invalid();
     };
-    note.client_id = Some(info.client_id.clone());
+    note.client = Some(client);
     if allowed == Method::GET {
         json_response(
             StatusCode::OK,
             &serde_json::json!({
-                "taxpayer_id": info.account_id,
-                "client_id": info.client_id,
+                "taxpayer_id": account.to_string(),
+                "client_id": ctx.chart.client_at(client).client_id,
                 "name": "Sandy Taxpayer",
-                "provider_id": info.provider_id,
+                "provider_id": &*provider,
             }),
         )
     } else {
         ctx.chart.revoke(token);
-        note.disconnected_account = Some(info.account_id.clone());
+        note.disconnected_account = Some(account);
         json_response(StatusCode::OK, &serde_json::json!({"status": "success"}))
     }
 }

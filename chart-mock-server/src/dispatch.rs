@@ -2,6 +2,7 @@
 //! routed to the Chart API, the Connect page or the control plane, journaled without
 //! its secrets, and answered with a `Chart-Request-Id`.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use crate::model::{Fault, FaultKind, JournalEntry};
+use crate::model::{ClientIx, Fault, FaultKind, Record};
 use crate::report::{Endpoint, Observation};
 use crate::request::{Ctx, Note};
 use crate::response::{MockBody, ResetConnection, Resp, error_name, error_std, with_retry_after};
@@ -22,11 +23,11 @@ pub(crate) async fn handle(
     req: Request<hyper::body::Incoming>,
 ) -> Result<Resp, ResetConnection> {
     let started = std::time::Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = uuid::Uuid::new_v4();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let path = journal_path(req.uri().path());
     let mut note = Note::default();
-    let endpoint = match path.as_str() {
+    let endpoint = match &*path {
         "/auth/token" => Some(Endpoint::Token),
         "/introspect" => Some(Endpoint::Introspect),
         "/disconnect" => Some(Endpoint::Disconnect),
@@ -60,7 +61,12 @@ pub(crate) async fn handle(
     };
 
     let status = resp.status().as_u16();
-    let outcome = note.outcome.take().unwrap_or_else(|| outcome_of(&resp));
+    let outcome = match note.outcome.take() {
+        Some(outcome) => Cow::Owned(outcome),
+        None => outcome_of(&resp),
+    };
+    let mut id_buf = [0; uuid::fmt::Hyphenated::LENGTH];
+    let request_id_text = &*request_id.hyphenated().encode_lower(&mut id_buf);
     // The path only: a query may carry a code or a state.
     tracing::info!(
         %method,
@@ -69,23 +75,20 @@ pub(crate) async fn handle(
         outcome = %outcome,
         fault = fault.as_ref().map(|f| f.kind.as_str()).unwrap_or("none"),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        request_id = %request_id,
+        request_id = request_id_text,
         "request"
     );
-    if endpoint.is_some() {
+    let observation = endpoint.map(|endpoint| {
         let retry_after = resp
             .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        ctx.chart.observe(Observation {
-            request_id: request_id.clone(),
+        Observation {
+            request_id,
             at_ms: arrived_ms,
-            endpoint,
-            client_id: note
-                .client_id
-                .clone()
-                .or_else(|| url_secret.clone().flatten()),
+            endpoint: Some(endpoint),
+            client: note.client.or(url_secret.flatten()),
             status,
             retry_after,
             cut: matches!(
@@ -101,24 +104,25 @@ pub(crate) async fn handle(
             secret_in_url: url_secret.is_some(),
             json_body: note.json_body,
             redirect_uri_sent: note.redirect_uri_sent,
-            code_id: note.code_id.clone(),
+            code_id: note.code_id,
             code_redirect_flow: note.code_redirect_flow,
-            issued_account: note.issued_account.take(),
-            disconnected_account: note.disconnected_account.take(),
-        });
-    }
-    ctx.chart.record(JournalEntry {
-        request_id: request_id.clone(),
+            issued_account: note.issued_account,
+            disconnected_account: note.disconnected_account,
+        }
+    });
+    let record = Record {
+        request_id,
         at: ctx.chart.now(),
-        method: method.to_string(),
+        method,
         path,
         status,
         outcome,
-        client_id: note.client_id,
+        client: note.client,
         code_id: note.code_id,
         fault: fault.as_ref().map(|f| f.kind),
         metadata: note.metadata,
-    });
+    };
+    ctx.chart.record(record, observation);
 
     match fault.map(|f| f.kind) {
         Some(FaultKind::Reset) => return Err(ResetConnection),
@@ -160,21 +164,30 @@ pub(crate) async fn handle(
     }
     resp.headers_mut().insert(
         "chart-request-id",
-        HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("unknown")),
+        HeaderValue::from_str(request_id_text).unwrap_or(HeaderValue::from_static("unknown")),
     );
     Ok(resp)
+}
+
+/// The path as the journal keeps it: the routes the mock serves without a copy.
+fn journal_path(path: &str) -> Cow<'static, str> {
+    const ROUTES: [&str; 5] = ["/auth/token", "/introspect", "/disconnect", "/connect", "/"];
+    match ROUTES.iter().find(|r| **r == path) {
+        Some(route) => Cow::Borrowed(route),
+        None => Cow::Owned(path.to_owned()),
+    }
 }
 
 /// Whether a query string carries a secret: a parameter named for one, or a value the
 /// mock knows as a client secret, a code or a token. `Some(owner)` when it does, with
 /// the client it belongs to when that is known.
-fn secret_in_url(ctx: &Ctx, query: &str) -> Option<Option<String>> {
+fn secret_in_url(ctx: &Ctx, query: &str) -> Option<Option<ClientIx>> {
     const SECRET_NAMES: [&str; 4] = ["client_secret", "code", "access_token", "token"];
     let mut found = false;
     let mut owner = None;
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        if name == "client_id" && ctx.chart.client(&value).is_some() {
-            owner = Some(value.into_owned());
+        if name == "client_id" && ctx.chart.client_index(&value).is_some() {
+            owner = ctx.chart.client_index(&value);
             continue;
         }
         if SECRET_NAMES.contains(&name.as_ref()) || ctx.chart.is_known_secret(&value) {
@@ -186,9 +199,9 @@ fn secret_in_url(ctx: &Ctx, query: &str) -> Option<Option<String>> {
 }
 
 /// `success`, or the error `name` of the answer's body.
-fn outcome_of(resp: &Resp) -> String {
+fn outcome_of(resp: &Resp) -> Cow<'static, str> {
     if resp.status().is_success() || resp.status().is_redirection() {
-        return "success".into();
+        return Cow::Borrowed("success");
     }
     #[derive(serde::Deserialize)]
     struct Named<'a> {
@@ -196,11 +209,11 @@ fn outcome_of(resp: &Resp) -> String {
     }
     match resp.body() {
         MockBody::Full(Some(body)) => serde_json::from_slice::<Named<'_>>(body)
-            .map(|n| n.name.to_owned())
+            .map(|n| Cow::Owned(n.name.to_owned()))
             .ok(),
         _ => None,
     }
-    .unwrap_or_else(|| error_name(resp.status()).into())
+    .unwrap_or_else(|| Cow::Borrowed(error_name(resp.status())))
 }
 
 fn status_fault(f: &Fault) -> Resp {

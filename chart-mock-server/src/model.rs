@@ -2,14 +2,23 @@
 //!
 //! Everything here is synchronous and guarded by short-lived locks that are never held
 //! across an await, so the HTTP layer can call it from any task.
+//!
+//! The storage is compact, because by default the mock holds 100,000 codes and 100,000
+//! tokens: codes, tokens and every id are 16 random bytes ([`Uuid`]) rather than text,
+//! a client is its index in the configuration, and a code's provider and metadata sit
+//! in one allocation shared with its token and its journal entries (one for the whole
+//! process in the usual case). The code and token maps are sharded by the keys' random
+//! bits, so that concurrent exchanges rarely wait on the same lock.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use uuid::Uuid;
 
 use crate::config::{ClientConfig, MockConfig};
 use crate::report::{Observation, Observations, Report};
@@ -122,21 +131,44 @@ pub enum MintError {
     BadProvider,
 }
 
-#[derive(Clone, Debug)]
+/// A client: its index in the configuration.
+pub(crate) type ClientIx = u32;
+
+/// What a code carries besides its secret, shared with the token it gives and the
+/// journal entries that name it.
+#[derive(Debug)]
+struct Details {
+    provider: Arc<str>,
+    metadata: Option<Arc<str>>,
+}
+
+/// An outstanding or spent code. Codes stay after they are spent, so that a reuse is
+/// told apart from an unknown code and revokes the token it gave.
+#[derive(Debug)]
 struct CodeEntry {
-    id: String,
-    client_id: String,
-    provider_id: String,
-    redirect_uri: Option<String>,
-    scenario: Scenario,
-    metadata: Option<String>,
+    /// The code's non-secret id, which the journal and the report name.
+    id: Uuid,
+    /// The token this code gave, revoked if the code is sent again; nil if none.
+    token: Uuid,
     expires_at: u64,
-    /// `None` while unused; `Some(token)` once spent (the token it gave, if any).
-    spent: Option<Option<String>>,
+    details: Arc<Details>,
+    client: ClientIx,
+    /// The Redirect flow's `redirect_uri`, as its index among the client's.
+    redirect: Option<u16>,
+    scenario: Scenario,
+    spent: bool,
     rate_limited_once: bool,
 }
 
-/// A live access token.
+/// A live token.
+#[derive(Debug)]
+struct TokenEntry {
+    account: Uuid,
+    details: Arc<Details>,
+    client: ClientIx,
+}
+
+/// A live access token, as [`Chart::introspect`] tells it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenInfo {
     /// The account (`taxpayer_id`).
@@ -153,11 +185,11 @@ pub enum GrantOutcome {
     /// A new token.
     Issued {
         /// The account id (also the taxpayer id).
-        account_id: String,
+        account_id: Uuid,
         /// The provider.
-        provider_id: String,
+        provider_id: Arc<str>,
         /// The access token.
-        access_token: String,
+        access_token: Uuid,
         /// Whether the scenario asks for a slow answer.
         slow: bool,
     },
@@ -169,24 +201,59 @@ pub enum GrantOutcome {
     ServerError,
 }
 
+/// What the journal and the report note about the code an exchange carried.
+#[derive(Clone, Debug)]
+pub(crate) struct CodeFacts {
+    pub(crate) id: Uuid,
+    pub(crate) redirect_flow: bool,
+    pub(crate) metadata: Option<Arc<str>>,
+}
+
+/// The text of a code: `code_` and its 16 bytes in lowercase hex.
+fn code_text(code: Uuid) -> String {
+    let mut buf = [0; uuid::fmt::Simple::LENGTH];
+    format!("code_{}", code.simple().encode_lower(&mut buf))
+}
+
+/// A code's 16 bytes, if `text` has a code's exact form.
+fn parse_code(text: &str) -> Option<Uuid> {
+    let hex = text.strip_prefix("code_")?;
+    let canonical = hex.len() == uuid::fmt::Simple::LENGTH
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    canonical.then(|| Uuid::try_parse(hex).ok()).flatten()
+}
+
+/// A token's or an id's 16 bytes, if `text` is a UUID in the lowercase hyphenated form
+/// the mock issues. Any other spelling is not the token.
+pub(crate) fn parse_uuid(text: &str) -> Option<Uuid> {
+    let canonical = text.len() == uuid::fmt::Hyphenated::LENGTH
+        && !text.bytes().any(|b| b.is_ascii_uppercase());
+    canonical.then(|| Uuid::try_parse(text).ok()).flatten()
+}
+
+/// 16 random bytes from a CSPRNG (uuid's `fast-rng`), as a version 4 UUID.
+fn random_id() -> Uuid {
+    Uuid::new_v4()
+}
+
 /// A map that forgets its oldest entries past a cap.
 #[derive(Debug)]
 struct Bounded<V> {
-    map: HashMap<String, V>,
-    order: VecDeque<String>,
+    map: HashMap<Uuid, V, foldhash::fast::RandomState>,
+    order: VecDeque<Uuid>,
     cap: usize,
 }
 
 impl<V> Bounded<V> {
     fn new(cap: usize) -> Self {
         Self {
-            map: HashMap::new(),
+            map: HashMap::default(),
             order: VecDeque::new(),
             cap: cap.max(1),
         }
     }
 
-    fn insert(&mut self, key: String, value: V) {
+    fn insert(&mut self, key: Uuid, value: V) {
         while self.map.len() >= self.cap {
             match self.order.pop_front() {
                 Some(old) => {
@@ -199,8 +266,44 @@ impl<V> Bounded<V> {
             let map = &self.map;
             self.order.retain(|k| map.contains_key(k));
         }
-        self.order.push_back(key.clone());
+        self.order.push_back(key);
         self.map.insert(key, value);
+    }
+}
+
+/// A [`Bounded`] map split into shards by a random byte of the key.
+///
+/// A small cap keeps one shard and exact oldest-first eviction. A large one has 16
+/// shards, each holding an eighth more than its share: random keys then fill the
+/// shards evenly enough that none evicts before the map holds `cap` entries (at
+/// 100,000, the margin is about ten standard deviations of a shard's count).
+#[derive(Debug)]
+struct Shards<V> {
+    shards: Box<[Mutex<Bounded<V>>]>,
+}
+
+impl<V> Shards<V> {
+    const SHARDED_FROM: usize = 16 * 4096;
+
+    fn new(cap: usize) -> Self {
+        let (n, per) = if cap >= Self::SHARDED_FROM {
+            let share = cap.div_ceil(16);
+            (16, share + share / 8)
+        } else {
+            (1, cap)
+        };
+        Self {
+            shards: (0..n).map(|_| Mutex::new(Bounded::new(per))).collect(),
+        }
+    }
+
+    /// The shard of `key`. Byte 0 is random in the version 4 UUIDs the mock makes.
+    fn of(&self, key: &Uuid) -> MutexGuard<'_, Bounded<V>> {
+        lock(&self.shards[usize::from(key.as_bytes()[0]) % self.shards.len()])
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).map.len()).sum()
     }
 }
 
@@ -297,11 +400,43 @@ pub struct JournalEntry {
     pub metadata: Option<String>,
 }
 
-/// The journal's entries, and roughly how many bytes they hold.
-#[derive(Debug, Default)]
-struct Journal {
-    entries: VecDeque<JournalEntry>,
+/// One request as the journal holds it: ids as bytes, the client as its index, and
+/// text only where a client chose it.
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub(crate) request_id: Uuid,
+    pub(crate) at: u64,
+    pub(crate) method: http::Method,
+    pub(crate) path: Cow<'static, str>,
+    pub(crate) status: u16,
+    pub(crate) outcome: Cow<'static, str>,
+    pub(crate) client: Option<ClientIx>,
+    pub(crate) code_id: Option<Uuid>,
+    pub(crate) fault: Option<FaultKind>,
+    pub(crate) metadata: Option<Arc<str>>,
+}
+
+impl Record {
+    /// What the record costs, roughly: its fixed part and the text it holds.
+    fn size(&self) -> usize {
+        let owned = |c: &Cow<'static, str>| match c {
+            Cow::Borrowed(_) => 0,
+            Cow::Owned(s) => s.len(),
+        };
+        std::mem::size_of::<Self>()
+            + owned(&self.path)
+            + owned(&self.outcome)
+            + self.method.as_str().len()
+            + self.metadata.as_ref().map_or(0, |m| m.len())
+    }
+}
+
+/// The journal and the report's window, behind one lock: a request takes it once.
+#[derive(Debug)]
+struct Records {
+    journal: VecDeque<Record>,
     bytes: usize,
+    observations: Observations,
 }
 
 /// The most bytes the journal holds, whatever its length: about 2 MiB.
@@ -321,33 +456,30 @@ fn cut(text: &mut String, max: usize) {
     }
 }
 
-/// What an entry costs, roughly: its strings and its fixed part.
-fn entry_size(e: &JournalEntry) -> usize {
-    std::mem::size_of::<JournalEntry>()
-        + e.request_id.len()
-        + e.method.len()
-        + e.path.len()
-        + e.outcome.len()
-        + e.client_id.as_ref().map_or(0, String::len)
-        + e.code_id.as_ref().map_or(0, String::len)
-        + e.metadata.as_ref().map_or(0, String::len)
+/// Cuts text a client chose; text the mock wrote itself stays as it is.
+fn cut_owned(text: &mut Cow<'static, str>, max: usize) {
+    if let Cow::Owned(s) = text {
+        cut(s, max);
+    }
 }
 
 /// The mock's state, shared by every connection.
 #[derive(Debug)]
 pub struct Chart {
-    clients: HashMap<String, ClientConfig>,
+    clients: Vec<ClientConfig>,
+    client_ix: HashMap<String, ClientIx>,
+    /// The known providers without metadata: what nearly every code carries.
+    plain_details: Vec<Arc<Details>>,
     code_ttl: u64,
     slow: Duration,
     clock_offset: AtomicU64,
-    codes: Mutex<Bounded<CodeEntry>>,
-    tokens: Mutex<Bounded<TokenInfo>>,
+    codes: Shards<CodeEntry>,
+    tokens: Shards<TokenEntry>,
     faults: Mutex<Vec<Fault>>,
     /// Whether any fault is pending: the hot path skips the lock when none is.
     has_faults: std::sync::atomic::AtomicBool,
-    journal: Mutex<Journal>,
+    records: Mutex<Records>,
     journal_len: usize,
-    observations: Mutex<Observations>,
     rate: Option<Mutex<RateWindow>>,
     dummy_secret: String,
 }
@@ -359,29 +491,37 @@ struct RateWindow {
     used: u32,
 }
 
-fn random_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
 impl Chart {
     /// Builds the state from a configuration.
     pub fn new(config: &MockConfig) -> Self {
         Self {
-            clients: config
-                .clients
+            clients: config.clients.clone(),
+            client_ix: (0..)
+                .zip(&config.clients)
+                .map(|(i, c)| (c.client_id.clone(), i))
+                .collect(),
+            plain_details: PROVIDERS
                 .iter()
-                .map(|c| (c.client_id.clone(), c.clone()))
+                .map(|(id, _)| {
+                    Arc::new(Details {
+                        provider: Arc::from(*id),
+                        metadata: None,
+                    })
+                })
                 .collect(),
             code_ttl: config.code_ttl_secs,
             slow: Duration::from_millis(config.slow_ms),
             clock_offset: AtomicU64::new(0),
-            codes: Mutex::new(Bounded::new(config.max_codes)),
-            tokens: Mutex::new(Bounded::new(config.max_tokens)),
+            codes: Shards::new(config.max_codes),
+            tokens: Shards::new(config.max_tokens),
             faults: Mutex::new(Vec::new()),
             has_faults: std::sync::atomic::AtomicBool::new(false),
-            journal: Mutex::new(Journal::default()),
+            records: Mutex::new(Records {
+                journal: VecDeque::new(),
+                bytes: 0,
+                observations: Observations::new(config.journal_len),
+            }),
             journal_len: config.journal_len,
-            observations: Mutex::new(Observations::new(config.journal_len)),
             rate: config.rate_limit_per_minute.map(|per_minute| {
                 Mutex::new(RateWindow {
                     per_minute,
@@ -389,7 +529,7 @@ impl Chart {
                     used: 0,
                 })
             }),
-            dummy_secret: random_id(),
+            dummy_secret: random_id().to_string(),
         }
     }
 
@@ -418,182 +558,241 @@ impl Chart {
 
     /// A configured client.
     pub fn client(&self, client_id: &str) -> Option<&ClientConfig> {
-        self.clients.get(client_id)
+        self.client_index(client_id).map(|i| self.client_at(i))
+    }
+
+    /// A configured client's index.
+    pub(crate) fn client_index(&self, client_id: &str) -> Option<ClientIx> {
+        self.client_ix.get(client_id).copied()
+    }
+
+    /// The client at an index the mock gave out.
+    pub(crate) fn client_at(&self, ix: ClientIx) -> &ClientConfig {
+        &self.clients[ix as usize]
     }
 
     /// Checks a client's credentials in constant time. Unknown clients take the same
     /// path against a dummy secret, so timing does not reveal which ids exist.
     pub fn authenticate(&self, client_id: &str, secret: &str) -> bool {
-        let (expected, known) = match self.clients.get(client_id) {
-            Some(c) => (c.client_secret.as_str(), true),
-            None => (self.dummy_secret.as_str(), false),
+        self.authenticated(client_id, secret).is_some()
+    }
+
+    /// [`Chart::authenticate`], giving the client's index.
+    pub(crate) fn authenticated(&self, client_id: &str, secret: &str) -> Option<ClientIx> {
+        let ix = self.client_index(client_id);
+        let expected = match ix {
+            Some(i) => self.client_at(i).client_secret.as_str(),
+            None => self.dummy_secret.as_str(),
         };
         let equal: bool = expected.as_bytes().ct_eq(secret.as_bytes()).into();
-        equal && known
+        ix.filter(|_| equal)
     }
 
     /// Mints a code for a client.
     pub fn mint(&self, req: &MintRequest) -> Result<MintedCode, MintError> {
         let client = self
-            .clients
-            .get(&req.client_id)
+            .client_index(&req.client_id)
             .ok_or(MintError::UnknownClient)?;
-        if let Some(uri) = &req.redirect_uri
-            && !client.redirect_uris.iter().any(|r| r == uri)
-        {
-            return Err(MintError::UnregisteredRedirect);
-        }
-        let provider_id = req
-            .provider_id
-            .clone()
-            .unwrap_or_else(|| "chart-sandbox".into());
-        if provider_id.is_empty() || provider_id.len() > 64 {
+        let redirect = match &req.redirect_uri {
+            None => None,
+            Some(uri) => Some(
+                self.client_at(client)
+                    .redirect_uris
+                    .iter()
+                    .position(|r| r == uri)
+                    .and_then(|i| u16::try_from(i).ok())
+                    .ok_or(MintError::UnregisteredRedirect)?,
+            ),
+        };
+        let provider = req.provider_id.as_deref().unwrap_or("chart-sandbox");
+        if provider.is_empty() || provider.len() > 64 {
             return Err(MintError::BadProvider);
         }
-        let code = format!("code_{}", uuid::Uuid::new_v4().simple());
-        let id = random_id();
+        let known = PROVIDERS.iter().position(|(id, _)| *id == provider);
+        let details = match (known, &req.metadata) {
+            (Some(i), None) => self.plain_details[i].clone(),
+            (known, metadata) => Arc::new(Details {
+                provider: match known {
+                    Some(i) => self.plain_details[i].provider.clone(),
+                    None => Arc::from(provider),
+                },
+                metadata: metadata.as_deref().map(Arc::from),
+            }),
+        };
+        let (code, id) = (random_id(), random_id());
         let entry = CodeEntry {
-            id: id.clone(),
-            client_id: req.client_id.clone(),
-            provider_id,
-            redirect_uri: req.redirect_uri.clone(),
-            scenario: req.scenario.unwrap_or_default(),
-            metadata: req.metadata.clone(),
+            id,
+            token: Uuid::nil(),
             expires_at: self.now().saturating_add(self.code_ttl),
-            spent: None,
+            details,
+            client,
+            redirect,
+            scenario: req.scenario.unwrap_or_default(),
+            spent: false,
             rate_limited_once: false,
         };
-        lock(&self.codes).insert(code.clone(), entry);
+        self.codes.of(&code).insert(code, entry);
         Ok(MintedCode {
-            code,
+            code: code_text(code),
             expires_in: self.code_ttl,
-            code_id: id,
+            code_id: id.to_string(),
         })
     }
 
     /// The non-secret id of a code, if the mock knows it.
     pub fn code_id(&self, code: &str) -> Option<String> {
-        lock(&self.codes).map.get(code).map(|c| c.id.clone())
+        self.code_facts(code).map(|f| f.id.to_string())
+    }
+
+    /// What the journal notes about a code, if the mock knows it.
+    pub(crate) fn code_facts(&self, code: &str) -> Option<CodeFacts> {
+        let code = parse_code(code)?;
+        self.codes.of(&code).map.get(&code).map(|c| CodeFacts {
+            id: c.id,
+            redirect_flow: c.redirect.is_some(),
+            metadata: c.details.metadata.clone(),
+        })
     }
 
     /// Whether the only client is the documented sandbox client (no `--config`).
     pub fn sandbox_only(&self) -> bool {
         self.clients.len() == 1
-            && self.clients.values().all(|c| {
+            && self.clients.iter().all(|c| {
                 c.client_id == crate::config::SANDBOX_CLIENT_ID
                     && c.client_secret == crate::config::SANDBOX_CLIENT_SECRET
             })
     }
 
-    /// The `metadata` kept with a code, if any.
-    pub fn code_metadata(&self, code: &str) -> Option<String> {
-        lock(&self.codes)
-            .map
-            .get(code)
-            .and_then(|c| c.metadata.clone())
-    }
-
     /// How many codes the mock holds (unused and spent).
     pub fn codes_held(&self) -> usize {
-        lock(&self.codes).map.len()
+        self.codes.len()
     }
 
     /// Checks and spends a code for an authenticated client. Exactly one caller can
     /// spend a code, however many race for it.
     pub fn redeem(&self, client_id: &str, code: &str, redirect_uri: Option<&str>) -> GrantOutcome {
-        self.redeem_noting(client_id, code, redirect_uri, &mut None, &mut None)
+        match self.client_index(client_id) {
+            Some(client) => self.redeem_for(client, code, redirect_uri).0,
+            None => GrantOutcome::InvalidGrant("The authorization code is invalid."),
+        }
     }
 
-    /// Like [`Chart::redeem`], and notes the code's non-secret id for the journal.
-    pub fn redeem_noting(
+    /// [`Chart::redeem`] for a client by index, with what the journal notes about the
+    /// code.
+    pub(crate) fn redeem_for(
         &self,
-        client_id: &str,
+        client: ClientIx,
         code: &str,
         redirect_uri: Option<&str>,
-        code_id: &mut Option<String>,
-        redirect_flow: &mut Option<bool>,
-    ) -> GrantOutcome {
-        let now = self.now();
-        let mut codes = lock(&self.codes);
-        let Some(entry) = codes.map.get_mut(code) else {
-            return GrantOutcome::InvalidGrant("The authorization code is invalid.");
+    ) -> (GrantOutcome, Option<CodeFacts>) {
+        let unknown = GrantOutcome::InvalidGrant("The authorization code is invalid.");
+        let Some(code) = parse_code(code) else {
+            return (unknown, None);
         };
-        *code_id = Some(entry.id.clone());
-        *redirect_flow = Some(entry.redirect_uri.is_some());
-        if let Some(token) = &mut entry.spent {
+        let now = self.now();
+        let mut codes = self.codes.of(&code);
+        let Some(entry) = codes.map.get_mut(&code) else {
+            return (unknown, None);
+        };
+        let facts = CodeFacts {
+            id: entry.id,
+            redirect_flow: entry.redirect.is_some(),
+            metadata: entry.details.metadata.clone(),
+        };
+        let refuse = |entry: &mut CodeEntry, message| {
+            entry.spent = true;
+            GrantOutcome::InvalidGrant(message)
+        };
+        if entry.spent {
             // RFC 6749 §10.5: a reused code revokes what it was exchanged for.
-            if let Some(token) = token.take() {
-                lock(&self.tokens).map.remove(&token);
+            let token = std::mem::replace(&mut entry.token, Uuid::nil());
+            drop(codes);
+            if !token.is_nil() {
+                self.tokens.of(&token).map.remove(&token);
             }
-            return GrantOutcome::InvalidGrant("The authorization code has already been used.");
+            let used = GrantOutcome::InvalidGrant("The authorization code has already been used.");
+            return (used, Some(facts));
         }
-        if now >= entry.expires_at {
-            entry.spent = Some(None);
-            return GrantOutcome::InvalidGrant("The authorization code has expired.");
-        }
-        if entry.client_id != client_id {
-            entry.spent = Some(None);
-            return GrantOutcome::InvalidGrant(
+        let expected_uri = entry
+            .redirect
+            .map(|i| self.client_at(entry.client).redirect_uris[usize::from(i)].as_str());
+        let outcome = if now >= entry.expires_at {
+            refuse(entry, "The authorization code has expired.")
+        } else if entry.client != client {
+            refuse(
+                entry,
                 "The authorization code was issued to another client.",
-            );
-        }
-        match (&entry.redirect_uri, redirect_uri) {
-            (None, Some(_)) => {
-                entry.spent = Some(None);
-                return GrantOutcome::InvalidGrant(
-                    "This code comes from the embedded flow; do not send a redirect_uri.",
-                );
+            )
+        } else if expected_uri.is_none() && redirect_uri.is_some() {
+            refuse(
+                entry,
+                "This code comes from the embedded flow; do not send a redirect_uri.",
+            )
+        } else if expected_uri.is_some() && redirect_uri != expected_uri {
+            refuse(
+                entry,
+                "The redirect_uri does not match the one the code was issued for.",
+            )
+        } else {
+            match entry.scenario {
+                Scenario::ServerError => GrantOutcome::ServerError,
+                Scenario::RateLimited if !entry.rate_limited_once => {
+                    entry.rate_limited_once = true;
+                    GrantOutcome::RateLimited
+                }
+                Scenario::Denied => refuse(entry, "The user denied access to their account."),
+                _ => {
+                    let (token, account) = (random_id(), random_id());
+                    entry.spent = true;
+                    entry.token = token;
+                    let details = entry.details.clone();
+                    let slow = entry.scenario == Scenario::Slow;
+                    drop(codes);
+                    let provider_id = details.provider.clone();
+                    self.tokens.of(&token).insert(
+                        token,
+                        TokenEntry {
+                            account,
+                            details,
+                            client,
+                        },
+                    );
+                    return (
+                        GrantOutcome::Issued {
+                            account_id: account,
+                            provider_id,
+                            access_token: token,
+                            slow,
+                        },
+                        Some(facts),
+                    );
+                }
             }
-            (Some(expected), got) if got != Some(expected.as_str()) => {
-                entry.spent = Some(None);
-                return GrantOutcome::InvalidGrant(
-                    "The redirect_uri does not match the one the code was issued for.",
-                );
-            }
-            _ => {}
-        }
-        match entry.scenario {
-            Scenario::ServerError => return GrantOutcome::ServerError,
-            Scenario::RateLimited if !entry.rate_limited_once => {
-                entry.rate_limited_once = true;
-                return GrantOutcome::RateLimited;
-            }
-            Scenario::Denied => {
-                entry.spent = Some(None);
-                return GrantOutcome::InvalidGrant("The user denied access to their account.");
-            }
-            _ => {}
-        }
-        let token = random_id();
-        entry.spent = Some(Some(token.clone()));
-        let account_id = random_id();
-        let provider_id = entry.provider_id.clone();
-        let slow = entry.scenario == Scenario::Slow;
-        drop(codes);
-        lock(&self.tokens).insert(
-            token.clone(),
-            TokenInfo {
-                account_id: account_id.clone(),
-                client_id: client_id.into(),
-                provider_id: provider_id.clone(),
-            },
-        );
-        GrantOutcome::Issued {
-            account_id,
-            provider_id,
-            access_token: token,
-            slow,
-        }
+        };
+        (outcome, Some(facts))
     }
 
     /// The live token's details.
     pub fn introspect(&self, token: &str) -> Option<TokenInfo> {
-        lock(&self.tokens).map.get(token).cloned()
+        let (client, account, provider) = self.token_facts(token)?;
+        Some(TokenInfo {
+            account_id: account.to_string(),
+            client_id: self.client_at(client).client_id.clone(),
+            provider_id: provider.to_string(),
+        })
+    }
+
+    /// A live token's client, account and provider.
+    pub(crate) fn token_facts(&self, token: &str) -> Option<(ClientIx, Uuid, Arc<str>)> {
+        let token = parse_uuid(token)?;
+        let tokens = self.tokens.of(&token);
+        let t = tokens.map.get(&token)?;
+        Some((t.client, t.account, t.details.provider.clone()))
     }
 
     /// Revokes a token; `false` if it was not live.
     pub fn revoke(&self, token: &str) -> bool {
-        lock(&self.tokens).map.remove(token).is_some()
+        parse_uuid(token).is_some_and(|t| self.tokens.of(&t).map.remove(&t).is_some())
     }
 
     /// Takes one use of the configured rate limit; `false` when it is exhausted.
@@ -642,57 +841,78 @@ impl Chart {
         Some(fault)
     }
 
-    /// Records a request in the journal, forgetting the oldest past its length.
-    pub fn record(&self, mut entry: JournalEntry) {
-        // Fields a client chooses are cut, so that no request can grow the journal by
-        // more than a few hundred bytes.
-        cut(&mut entry.path, JOURNAL_FIELD_MAX);
-        cut(&mut entry.method, 16);
-        cut(&mut entry.outcome, 64);
-        for field in [&mut entry.client_id, &mut entry.metadata]
-            .into_iter()
-            .flatten()
+    /// Records a request in the journal, and what the report grades of it, under one
+    /// lock; the oldest entries go past the journal's length or bytes.
+    pub(crate) fn record(&self, mut record: Record, observation: Option<Observation>) {
+        // Text a client chose is cut, so that no request can grow the journal by more
+        // than a few hundred bytes.
+        cut_owned(&mut record.path, JOURNAL_FIELD_MAX);
+        cut_owned(&mut record.outcome, 64);
+        if record
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.len() > JOURNAL_FIELD_MAX)
         {
-            cut(field, JOURNAL_FIELD_MAX);
+            let mut m = record.metadata.as_deref().unwrap_or_default().to_owned();
+            cut(&mut m, JOURNAL_FIELD_MAX);
+            record.metadata = Some(Arc::from(m));
         }
-        let size = entry_size(&entry);
-        let mut journal = lock(&self.journal);
-        journal.bytes += size;
-        journal.entries.push_back(entry);
-        while journal.entries.len() > self.journal_len || journal.bytes > JOURNAL_MAX_BYTES {
-            let Some(old) = journal.entries.pop_front() else {
+        let size = record.size();
+        let mut records = lock(&self.records);
+        if let Some(observation) = observation {
+            records.observations.push(observation);
+        }
+        records.bytes += size;
+        records.journal.push_back(record);
+        while records.journal.len() > self.journal_len || records.bytes > JOURNAL_MAX_BYTES {
+            let Some(old) = records.journal.pop_front() else {
                 break;
             };
-            journal.bytes -= entry_size(&old);
+            records.bytes -= old.size();
         }
     }
 
     /// The journal, oldest first.
     pub fn journal(&self) -> Vec<JournalEntry> {
-        lock(&self.journal).entries.iter().cloned().collect()
+        let records = lock(&self.records);
+        records
+            .journal
+            .iter()
+            .map(|r| JournalEntry {
+                request_id: r.request_id.to_string(),
+                at: r.at,
+                method: r.method.to_string(),
+                path: r.path.to_string(),
+                status: r.status,
+                outcome: r.outcome.to_string(),
+                client_id: r.client.map(|c| self.client_at(c).client_id.clone()),
+                code_id: r.code_id.map(|c| c.to_string()),
+                fault: r.fault,
+                metadata: r.metadata.as_deref().map(str::to_owned),
+            })
+            .collect()
     }
 
     /// Empties the journal.
     pub fn clear_journal(&self) {
-        let mut journal = lock(&self.journal);
-        journal.entries.clear();
-        journal.bytes = 0;
-    }
-
-    /// Keeps what the mock saw of a request to Chart's API, for the conformance report.
-    pub fn observe(&self, observation: Observation) {
-        lock(&self.observations).push(observation);
+        let mut records = lock(&self.records);
+        records.journal.clear();
+        records.bytes = 0;
     }
 
     /// The conformance report; `kept` lists the accounts whose tokens the clients still
     /// hold (see [`Check::DisconnectDroppedTokens`](crate::report::Check)).
     pub fn report(&self, kept: Option<&HashSet<String>>) -> Report {
-        lock(&self.observations).grade(kept)
+        let kept: Option<HashSet<Uuid>> =
+            kept.map(|k| k.iter().filter_map(|a| parse_uuid(a)).collect());
+        lock(&self.records)
+            .observations
+            .grade(kept.as_ref(), |c| &self.client_at(c).client_id)
     }
 
     /// Forgets what the report was graded on.
     pub fn clear_report(&self) {
-        lock(&self.observations).clear();
+        lock(&self.records).observations.clear();
     }
 
     /// The mock's clock in milliseconds.
@@ -714,31 +934,29 @@ impl Chart {
         !value.is_empty()
             && (self
                 .clients
-                .values()
+                .iter()
                 .any(|c| secret_eq(&c.client_secret, value))
-                || lock(&self.codes).map.contains_key(value)
-                || lock(&self.tokens).map.contains_key(value))
+                || self.owner_of(value).is_some())
     }
 
-    /// The client a code was issued to, or a token belongs to.
-    pub fn owner_of(&self, secret: &str) -> Option<String> {
-        if let Some(code) = lock(&self.codes).map.get(secret) {
-            return Some(code.client_id.clone());
+    /// The client a code was issued to, a token belongs to, or a secret is of.
+    pub(crate) fn owner_of(&self, secret: &str) -> Option<ClientIx> {
+        if let Some(code) = parse_code(secret)
+            && let Some(entry) = self.codes.of(&code).map.get(&code)
+        {
+            return Some(entry.client);
         }
-        lock(&self.tokens)
-            .map
-            .get(secret)
-            .map(|t| t.client_id.clone())
-            .or_else(|| {
-                self.clients
-                    .values()
-                    .find(|c| secret_eq(&c.client_secret, secret))
-                    .map(|c| c.client_id.clone())
-            })
+        if let Some((client, _, _)) = self.token_facts(secret) {
+            return Some(client);
+        }
+        (0..)
+            .zip(&self.clients)
+            .find(|(_, c)| secret_eq(&c.client_secret, secret))
+            .map(|(i, _)| i)
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -754,10 +972,49 @@ mod tests {
     #[test]
     fn bounded_map_evicts_the_oldest() {
         let mut m = Bounded::new(2);
-        m.insert("a".into(), 1);
-        m.insert("b".into(), 2);
-        m.insert("c".into(), 3);
-        assert!(!m.map.contains_key("a"));
+        let [a, b, c] = [random_id(), random_id(), random_id()];
+        m.insert(a, 1);
+        m.insert(b, 2);
+        m.insert(c, 3);
+        assert!(!m.map.contains_key(&a));
         assert_eq!(m.map.len(), 2);
+    }
+
+    #[test]
+    fn a_sharded_map_holds_at_least_its_cap() {
+        let cap = 100_000;
+        let shards = Shards::new(cap);
+        assert_eq!(shards.shards.len(), 16);
+        let first = random_id();
+        shards.of(&first).insert(first, ());
+        for _ in 1..cap {
+            let k = random_id();
+            shards.of(&k).insert(k, ());
+        }
+        assert_eq!(shards.len(), cap, "no shard evicted before the cap");
+        assert!(shards.of(&first).map.contains_key(&first));
+    }
+
+    #[test]
+    fn only_the_issued_spellings_parse() {
+        let id = random_id();
+        assert_eq!(parse_code(&code_text(id)), Some(id));
+        assert_eq!(parse_uuid(&id.to_string()), Some(id));
+        for other in [
+            code_text(id).to_uppercase().replace("CODE_", "code_"),
+            format!("code_{}", id.hyphenated()),
+            format!("code_+{}", &id.simple().to_string()[1..]),
+            id.simple().to_string(),
+        ] {
+            assert_eq!(parse_code(&other), None, "{other}");
+        }
+        for other in [
+            id.to_string().to_uppercase(),
+            id.simple().to_string(),
+            id.braced().to_string(),
+            id.urn().to_string(),
+        ] {
+            assert_eq!(parse_uuid(&other), None, "{other}");
+        }
     }
 }

@@ -10,11 +10,14 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use uuid::Uuid;
+
+use crate::model::ClientIx;
 
 /// The Chart API endpoint a request went to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     /// `POST /auth/token`.
     Token,
     /// `GET /introspect`.
@@ -26,39 +29,39 @@ pub enum Endpoint {
 /// What the mock saw of one request to Chart's API, and of its answer. Holds no secret:
 /// codes by their id, tokens by their account.
 #[derive(Clone, Debug, Default)]
-pub struct Observation {
+pub(crate) struct Observation {
     /// The `Chart-Request-Id` of the answer.
-    pub request_id: String,
+    pub(crate) request_id: Uuid,
     /// When it arrived, in milliseconds on the mock's clock.
-    pub at_ms: u64,
+    pub(crate) at_ms: u64,
     /// Where it went; `None` for paths that are not Chart's API.
-    pub endpoint: Option<Endpoint>,
+    pub(crate) endpoint: Option<Endpoint>,
     /// The client it came from, when the mock could tell.
-    pub client_id: Option<String>,
+    pub(crate) client: Option<ClientIx>,
     /// The answer's status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// The answer's `Retry-After`, in seconds.
-    pub retry_after: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
     /// The connection was cut, or the answer broken, by a fault: the client cannot know
     /// what happened.
-    pub cut: bool,
+    pub(crate) cut: bool,
     /// `Chart-API-Version` was sent.
-    pub api_version: bool,
+    pub(crate) api_version: bool,
     /// A secret (a client secret, a code or a token, or a parameter named for one)
     /// was in the URL.
-    pub secret_in_url: bool,
+    pub(crate) secret_in_url: bool,
     /// `/auth/token` only: the body was `application/json` and a JSON object.
-    pub json_body: Option<bool>,
+    pub(crate) json_body: Option<bool>,
     /// `/auth/token` only, once the body parsed: whether `redirect_uri` was sent.
-    pub redirect_uri_sent: Option<bool>,
+    pub(crate) redirect_uri_sent: Option<bool>,
     /// The id of the code the request carried, when the mock knows it.
-    pub code_id: Option<String>,
+    pub(crate) code_id: Option<Uuid>,
     /// Whether that code came from the Redirect flow.
-    pub code_redirect_flow: Option<bool>,
+    pub(crate) code_redirect_flow: Option<bool>,
     /// The account of the token this request was answered with.
-    pub issued_account: Option<String>,
+    pub(crate) issued_account: Option<Uuid>,
     /// The account of the token this request disconnected.
-    pub disconnected_account: Option<String>,
+    pub(crate) disconnected_account: Option<Uuid>,
 }
 
 /// One check of the report.
@@ -229,13 +232,17 @@ impl Observations {
         self.seen.clear();
     }
 
-    /// Grades every client. `kept`, when given, lists the accounts whose tokens the
-    /// clients still hold; without it the disconnect check is not seen.
-    pub(crate) fn grade(&self, kept: Option<&HashSet<String>>) -> Report {
+    /// Grades every client, named by `name`. `kept`, when given, lists the accounts
+    /// whose tokens the clients still hold; without it the disconnect check is not seen.
+    pub(crate) fn grade<'a>(
+        &self,
+        kept: Option<&HashSet<Uuid>>,
+        name: impl Fn(ClientIx) -> &'a str,
+    ) -> Report {
         let mut by_client: BTreeMap<&str, Vec<&Observation>> = BTreeMap::new();
         for o in &self.seen {
-            if let (Some(client), Some(_)) = (&o.client_id, o.endpoint) {
-                by_client.entry(client).or_default().push(o);
+            if let (Some(client), Some(_)) = (o.client, o.endpoint) {
+                by_client.entry(name(client)).or_default().push(o);
             }
         }
         Report {
@@ -256,7 +263,7 @@ impl Observations {
 }
 
 /// Grades one check over one client's requests, oldest first.
-fn grade(check: Check, seen: &[&Observation], kept: Option<&HashSet<String>>) -> CheckResult {
+fn grade(check: Check, seen: &[&Observation], kept: Option<&HashSet<Uuid>>) -> CheckResult {
     let tokens = || seen.iter().filter(|o| o.endpoint == Some(Endpoint::Token));
     let mut bearing: Vec<&Observation> = Vec::new();
     let mut failing: Vec<&Observation> = Vec::new();
@@ -287,13 +294,13 @@ fn grade(check: Check, seen: &[&Observation], kept: Option<&HashSet<String>>) ->
             failing.extend(seen.iter().copied().filter(|o| !o.api_version));
         }
         Check::NoCodeReuse => {
-            let mut exchanged: HashSet<&str> = HashSet::new();
+            let mut exchanged: HashSet<Uuid> = HashSet::new();
             for o in tokens() {
-                let Some(code) = o.code_id.as_deref() else {
+                let Some(code) = o.code_id else {
                     continue;
                 };
                 bearing.push(o);
-                if exchanged.contains(code) {
+                if exchanged.contains(&code) {
                     failing.push(o);
                 }
                 if o.issued_account.is_some() && !o.cut {
@@ -304,7 +311,7 @@ fn grade(check: Check, seen: &[&Observation], kept: Option<&HashSet<String>>) ->
         Check::RetryAfterHonoured => {
             // Per code (or per endpoint, for requests without one): the earliest time a
             // retry may come.
-            let mut not_before: HashMap<String, u64> = HashMap::new();
+            let mut not_before: HashMap<(Option<Uuid>, Option<Endpoint>), u64> = HashMap::new();
             for o in seen {
                 let key = retry_key(o);
                 if let Some(&earliest) = not_before.get(&key) {
@@ -322,12 +329,12 @@ fn grade(check: Check, seen: &[&Observation], kept: Option<&HashSet<String>>) ->
             }
         }
         Check::NoResendAfterUnknownOutcome => {
-            let mut unknown: HashSet<&str> = HashSet::new();
+            let mut unknown: HashSet<Uuid> = HashSet::new();
             for o in tokens() {
-                let Some(code) = o.code_id.as_deref() else {
+                let Some(code) = o.code_id else {
                     continue;
                 };
-                if unknown.contains(code) {
+                if unknown.contains(&code) {
                     failing.push(o);
                 }
                 let outcome_unknown = o.cut || (o.status >= 500 && o.retry_after.is_none());
@@ -350,17 +357,15 @@ fn grade(check: Check, seen: &[&Observation], kept: Option<&HashSet<String>>) ->
                 );
             }
             Some(kept) => {
-                let disconnected: HashSet<&str> = seen
-                    .iter()
-                    .filter_map(|o| o.disconnected_account.as_deref())
-                    .collect();
+                let disconnected: HashSet<Uuid> =
+                    seen.iter().filter_map(|o| o.disconnected_account).collect();
                 // A token whose answer was cut never reached the client.
                 for o in tokens().filter(|o| !o.cut) {
-                    let Some(account) = o.issued_account.as_deref() else {
+                    let Some(account) = o.issued_account else {
                         continue;
                     };
                     bearing.push(o);
-                    if !kept.contains(account) && !disconnected.contains(account) {
+                    if !kept.contains(&account) && !disconnected.contains(&account) {
                         failing.push(o);
                     }
                 }
@@ -379,16 +384,16 @@ fn grade(check: Check, seen: &[&Observation], kept: Option<&HashSet<String>>) ->
         check: check.name(),
         rule: check.rule(),
         verdict,
-        request_ids: shown.iter().map(|o| o.request_id.clone()).collect(),
+        request_ids: shown.iter().map(|o| o.request_id.to_string()).collect(),
         note,
     }
 }
 
 /// What a retry is matched on: the code, or else the endpoint.
-fn retry_key(o: &Observation) -> String {
-    match (&o.code_id, o.endpoint) {
-        (Some(code), _) => format!("code {code}"),
-        (None, endpoint) => format!("{endpoint:?}"),
+fn retry_key(o: &Observation) -> (Option<Uuid>, Option<Endpoint>) {
+    match o.code_id {
+        Some(code) => (Some(code), None),
+        None => (None, o.endpoint),
     }
 }
 

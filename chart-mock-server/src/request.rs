@@ -14,7 +14,9 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
-use crate::model::Chart;
+use uuid::Uuid;
+
+use crate::model::{Chart, ClientIx, CodeFacts};
 use crate::response::{Resp, error_std};
 
 /// How long a client may take to send its request head, its body, or finish a TLS handshake.
@@ -43,13 +45,13 @@ pub(crate) struct Served {
     pub(crate) host_name: Option<Arc<str>>,
 }
 
-/// Facts about a request for its journal entry.
+/// Facts about a request for its journal entry and the report.
 #[derive(Default)]
 pub(crate) struct Note {
     pub(crate) outcome: Option<String>,
-    pub(crate) client_id: Option<String>,
-    pub(crate) code_id: Option<String>,
-    pub(crate) metadata: Option<String>,
+    pub(crate) client: Option<ClientIx>,
+    pub(crate) code_id: Option<Uuid>,
+    pub(crate) metadata: Option<Arc<str>>,
     /// `/auth/token`: the body was JSON (content type and shape).
     pub(crate) json_body: Option<bool>,
     /// `/auth/token`: `redirect_uri` was sent.
@@ -57,9 +59,20 @@ pub(crate) struct Note {
     /// The code came from the Redirect flow.
     pub(crate) code_redirect_flow: Option<bool>,
     /// The account of the token issued.
-    pub(crate) issued_account: Option<String>,
+    pub(crate) issued_account: Option<Uuid>,
     /// The account of the token disconnected.
-    pub(crate) disconnected_account: Option<String>,
+    pub(crate) disconnected_account: Option<Uuid>,
+}
+
+impl Note {
+    /// Notes the code a request carried, if the mock knows it.
+    pub(crate) fn code(&mut self, facts: Option<CodeFacts>) {
+        if let Some(f) = facts {
+            self.code_id = Some(f.id);
+            self.code_redirect_flow = Some(f.redirect_flow);
+            self.metadata = f.metadata;
+        }
+    }
 }
 
 pub(crate) fn api_version_error(req: &Request<hyper::body::Incoming>) -> Option<Resp> {
