@@ -95,9 +95,12 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|_| "chart_mock_server=info".into());
     // A line per request is written by a background thread, which batches them: under
     // load, writing each line to stderr from the request's own thread cost a tenth of
-    // the mock's time. `_flush` writes what is queued when main returns.
-    let (writer, _flush) =
-        tracing_appender::non_blocking(std::io::BufWriter::new(std::io::stderr()));
+    // the mock's time. Past 16,384 queued lines (a terminal that cannot keep up), lines
+    // are dropped rather than slowing the answers. `_flush` writes what is queued when
+    // main returns.
+    let (writer, _flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(16_384)
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
