@@ -8,7 +8,8 @@
 use http::{Method, Request, StatusCode};
 use serde::Serialize;
 
-use crate::model::{ClientIx, GrantOutcome};
+use crate::config::ClientIx;
+use crate::model::GrantOutcome;
 use crate::request::{Ctx, Note, api_version_error, bearer, is_json, read_body};
 use crate::response::{
     Resp, error, error_std, json_response, method_not_allowed, with_retry_after,

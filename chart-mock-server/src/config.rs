@@ -15,6 +15,10 @@ pub const SANDBOX_REDIRECT_URIS: [&str; 2] = [
     "http://127.0.0.1:3000/api/chart/callback",
 ];
 
+/// A client as the mock refers to it once configured: its index in
+/// [`MockConfig::clients`].
+pub(crate) type ClientIx = u32;
+
 /// A client registered with the mock.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use crate::model::{ClientIx, Fault, FaultKind, Record};
+use crate::config::ClientIx;
+use crate::model::{Fault, FaultKind, Record};
 use crate::report::{Endpoint, Observation};
 use crate::request::{Ctx, Note};
 use crate::response::{MockBody, ResetConnection, Resp, error_name, error_std, with_retry_after};

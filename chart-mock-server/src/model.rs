@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::config::{ClientConfig, MockConfig};
+use crate::config::{ClientConfig, ClientIx, MockConfig};
 use crate::report::{Observation, Observations, Report};
 
 /// What happens when a code is exchanged (chosen at minting or on the Connect page).
@@ -131,9 +131,6 @@ pub enum MintError {
     BadProvider,
 }
 
-/// A client: its index in the configuration.
-pub(crate) type ClientIx = u32;
-
 /// What a code carries besides its secret, shared with the token it gives and the
 /// journal entries that name it.
 #[derive(Debug)]
@@ -143,8 +140,8 @@ struct Details {
 }
 
 /// An outstanding or spent code. Codes stay after they are spent, so that a reuse is
-/// told apart from an unknown code and revokes the token it gave.
-#[derive(Debug)]
+/// told apart from an unknown code and revokes the token it gave. No `Debug`: the maps
+/// that hold entries are keyed by secrets.
 struct CodeEntry {
     /// The code's non-secret id, which the journal and the report name.
     id: Uuid,
@@ -161,7 +158,6 @@ struct CodeEntry {
 }
 
 /// A live token.
-#[derive(Debug)]
 struct TokenEntry {
     account: Uuid,
     details: Arc<Details>,
@@ -237,7 +233,6 @@ fn random_id() -> Uuid {
 }
 
 /// A map that forgets its oldest entries past a cap.
-#[derive(Debug)]
 struct Bounded<V> {
     map: HashMap<Uuid, V, foldhash::fast::RandomState>,
     order: VecDeque<Uuid>,
@@ -277,7 +272,6 @@ impl<V> Bounded<V> {
 /// shards, each holding an eighth more than its share: random keys then fill the
 /// shards evenly enough that none evicts before the map holds `cap` entries (at
 /// 100,000, the margin is about ten standard deviations of a shard's count).
-#[derive(Debug)]
 struct Shards<V> {
     shards: Box<[Mutex<Bounded<V>>]>,
 }
@@ -463,8 +457,8 @@ fn cut_owned(text: &mut Cow<'static, str>, max: usize) {
     }
 }
 
-/// The mock's state, shared by every connection.
-#[derive(Debug)]
+/// The mock's state, shared by every connection. Its `Debug` shows counts, never a
+/// code, a token or a client secret.
 pub struct Chart {
     clients: Vec<ClientConfig>,
     client_ix: HashMap<String, ClientIx>,
@@ -482,6 +476,17 @@ pub struct Chart {
     journal_len: usize,
     rate: Option<Mutex<RateWindow>>,
     dummy_secret: String,
+}
+
+impl std::fmt::Debug for Chart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chart")
+            .field("clients", &self.clients)
+            .field("code_ttl", &self.code_ttl)
+            .field("codes_held", &self.codes.len())
+            .field("live_tokens", &self.tokens.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::model::ClientIx;
+use crate::config::ClientIx;
 
 /// The Chart API endpoint a request went to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 
 use uuid::Uuid;
 
-use crate::model::{Chart, ClientIx, CodeFacts};
+use crate::config::ClientIx;
+use crate::model::{Chart, CodeFacts};
 use crate::response::{Resp, error_std};
 
 /// How long a client may take to send its request head, its body, or finish a TLS handshake.

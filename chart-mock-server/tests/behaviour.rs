@@ -546,6 +546,45 @@ async fn debug_output_never_shows_secrets_and_extreme_clock_moves_do_not_panic()
             .redeem("chart-sandbox-client", &code.code, None),
         GrantOutcome::InvalidGrant(_)
     ));
+    // With a live code and a live token held, Debug still shows neither, in any
+    // spelling (the mock keeps them as bytes, which a derived Debug would print).
+    let live = mock
+        .mint_code(&MintRequest {
+            client_id: "chart-sandbox-client".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let fresh = MockServer::start(MockConfig::default()).await.unwrap();
+    let kept = fresh
+        .mint_code(&MintRequest {
+            client_id: "chart-sandbox-client".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let GrantOutcome::Issued { access_token, .. } = fresh.chart().redeem(
+        "chart-sandbox-client",
+        &fresh
+            .mint_code(&MintRequest {
+                client_id: "chart-sandbox-client".into(),
+                ..Default::default()
+            })
+            .unwrap()
+            .code,
+        None,
+    ) else {
+        panic!("a fresh code is exchanged");
+    };
+    for (server, secrets) in [
+        (&mock, vec![live.code.clone()]),
+        (&fresh, vec![kept.code.clone(), access_token.to_string()]),
+    ] {
+        let shown = format!("{server:?}").replace('-', "").to_lowercase();
+        for secret in secrets {
+            let bare = secret.trim_start_matches("code_").replace('-', "");
+            assert!(!shown.contains(&bare), "Debug shows a secret: {shown}");
+        }
+        assert!(shown.contains("codes_held"), "{shown}");
+    }
     mock.add_fault(chart_mock_server::Fault {
         kind: chart_mock_server::FaultKind::Reset,
         path: "/auth/token".into(),
