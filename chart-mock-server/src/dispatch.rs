@@ -76,7 +76,7 @@ pub(crate) async fn handle(
         outcome = %outcome,
         fault = fault.as_ref().map(|f| f.kind.as_str()).unwrap_or("none"),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        request_id = request_id_text,
+        request_id = %request_id_text,
         "request"
     );
     let observation = endpoint.map(|endpoint| {

@@ -626,7 +626,9 @@ async fn a_sandbox_only_mock_names_its_client_on_a_401() {
 }
 
 /// The binary's log: one line per request with method, path, status, error name, fault
-/// and latency; JSON on request; colour only on a terminal (stderr here is a pipe).
+/// and latency; JSON on request; colour only on a terminal (stderr here is a pipe). The
+/// log is buffered, yet a line shows while the mock runs: it is read before the mock is
+/// killed (SIGKILL, so nothing is flushed at exit).
 #[test]
 fn the_request_log_says_what_happened_and_ships_as_json() {
     for format in ["json", "text"] {
@@ -651,9 +653,23 @@ fn the_request_log_says_what_happened_and_ships_as_json() {
                 .await
                 .unwrap();
         });
+        let (lines, arrived) = std::sync::mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let mut log = String::new();
+        while !log.contains("/introspect") {
+            let line = arrived
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no request line while the mock runs: {log:?}"));
+            log.push_str(&line);
+            log.push('\n');
+        }
         child.kill().unwrap();
-        let out = child.wait_with_output().unwrap();
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        child.wait().unwrap();
         assert!(
             !log.contains('\u{1b}'),
             "no colour codes into a pipe: {log:?}"

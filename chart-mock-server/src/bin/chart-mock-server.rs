@@ -1,8 +1,11 @@
 //! `chart-mock-server`: the mock Chart API as a command.
 
+use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use chart_mock_server::{MockConfig, MockServer};
 use clap::Parser;
@@ -93,29 +96,62 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "chart_mock_server=info".into());
-    // A line per request is written by a background thread, which batches them: under
-    // load, writing each line to stderr from the request's own thread cost a tenth of
-    // the mock's time. Past 16,384 queued lines (a terminal that cannot keep up), lines
-    // are dropped rather than slowing the answers. `_flush` writes what is queued when
-    // main returns.
-    let (writer, _flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(16_384)
-        .finish(std::io::BufWriter::new(std::io::stderr()));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(|| LogWriter);
     match args.log_format {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }
-    match run(args).await {
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(LOG_FLUSH_EVERY);
+        loop {
+            every.tick().await;
+            flush_log();
+        }
+    });
+    let result = run(args).await;
+    flush_log();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chart-mock-server: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The log (stderr), buffered. Under load the mock writes a line per request, and a
+/// `write` to stderr for each took a tenth of its time; a background writer thread,
+/// woken for each line, took as much. Lines go into this buffer instead, which writes
+/// itself out when full, every [`LOG_FLUSH_EVERY`], and at exit.
+static LOG: LazyLock<Mutex<BufWriter<std::io::Stderr>>> =
+    LazyLock::new(|| Mutex::new(BufWriter::with_capacity(64 * 1024, std::io::stderr())));
+
+/// How long a log line may wait in [`LOG`].
+const LOG_FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+fn log() -> MutexGuard<'static, BufWriter<std::io::Stderr>> {
+    LOG.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn flush_log() {
+    let _ = log().flush();
+}
+
+/// Writes formatted log lines into [`LOG`]; `tracing` writes each line in one call.
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        log().write(line)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Flushed on a timer: a flush per line is what the buffer is there to avoid.
+        Ok(())
     }
 }
 
