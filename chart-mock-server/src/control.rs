@@ -222,6 +222,7 @@ mod tests {
             chart: Arc::new(Chart::new(&MockConfig::default())),
             admin_token: admin.map(Arc::from),
             served: crate::request::Served::default(),
+            log: Default::default(),
         }
     }
 

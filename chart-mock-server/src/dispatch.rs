@@ -19,7 +19,7 @@ use crate::{api, connect, control};
 
 /// Handles one request. `Err` drops the connection without an answer.
 pub(crate) async fn handle(
-    ctx: Ctx,
+    ctx: std::sync::Arc<Ctx>,
     peer: SocketAddr,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Resp, ResetConnection> {
@@ -69,16 +69,18 @@ pub(crate) async fn handle(
     let mut id_buf = [0; uuid::fmt::Hyphenated::LENGTH];
     let request_id_text = &*request_id.hyphenated().encode_lower(&mut id_buf);
     // The path only: a query may carry a code or a state.
-    tracing::info!(
-        %method,
-        path = %path,
-        status,
-        outcome = %outcome,
-        fault = fault.as_ref().map(|f| f.kind.as_str()).unwrap_or("none"),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        request_id = %request_id_text,
-        "request"
-    );
+    if ctx.log.take() {
+        tracing::info!(
+            %method,
+            path = %path,
+            status,
+            outcome = %outcome,
+            fault = fault.as_ref().map(|f| f.kind.as_str()).unwrap_or("none"),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            request_id = %request_id_text,
+            "request"
+        );
+    }
     let observation = endpoint.map(|endpoint| {
         let retry_after = resp
             .headers()

@@ -62,7 +62,7 @@ pub use model::{
     MintError, MintRequest, MintedCode, PROVIDERS, Scenario, TokenInfo,
 };
 pub use report::{Check, CheckResult, ClientReport, Report, Verdict};
-pub use request::{API_VERSION, HEADER_READ_TIMEOUT, MAX_BODY};
+pub use request::{API_VERSION, HEADER_READ_TIMEOUT, MAX_BODY, REQUEST_LINES_PER_SEC};
 pub use response::error_name;
 pub use server::{MockServer, StartError};
 
@@ -84,6 +84,7 @@ pub mod fuzzing {
             chart,
             admin_token: None,
             served: Default::default(),
+            log: Default::default(),
         };
         let resp = crate::api::token_grant(&ctx, body, &mut Note::default()).await;
         let status = resp.status();
@@ -101,6 +102,7 @@ pub mod fuzzing {
                 chart,
                 admin_token: None,
                 served: Default::default(),
+                log: Default::default(),
             },
             pairs,
         )

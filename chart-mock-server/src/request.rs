@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,6 +38,69 @@ pub(crate) struct Ctx {
     /// The port the mock serves, and the host name it was started as (besides IP
     /// literals and `localhost`): what a control-plane `Host` header may name.
     pub(crate) served: Served,
+    /// The request log's budget of lines a second.
+    pub(crate) log: Arc<LogBudget>,
+}
+
+/// The most request lines logged in a second. A person cannot read more, and under load
+/// the line cost more than the rest of a request's handling.
+pub const REQUEST_LINES_PER_SEC: u64 = 100;
+
+/// The request log's budget: at most [`REQUEST_LINES_PER_SEC`] lines a second. Past it,
+/// lines are counted instead, and the count is logged when a later second starts (with
+/// its first request) or at shutdown. The journal keeps recent requests either way.
+#[derive(Debug)]
+pub(crate) struct LogBudget {
+    base: std::time::Instant,
+    /// The second (since `base`) that `used` counts.
+    second: AtomicU64,
+    used: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl Default for LogBudget {
+    fn default() -> Self {
+        Self {
+            base: std::time::Instant::now(),
+            second: AtomicU64::new(0),
+            used: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LogBudget {
+    /// Whether a request's line may be logged now; if not, it is counted.
+    pub(crate) fn take(&self) -> bool {
+        let now = self.base.elapsed().as_secs();
+        let second = self.second.load(Ordering::Relaxed);
+        if now != second
+            && self
+                .second
+                .compare_exchange(second, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.used.store(0, Ordering::Relaxed);
+            self.report_skipped();
+        }
+        if self.used.fetch_add(1, Ordering::Relaxed) < REQUEST_LINES_PER_SEC {
+            return true;
+        }
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Logs how many request lines were skipped since the last report, if any.
+    pub(crate) fn report_skipped(&self) {
+        let skipped = self.skipped.swap(0, Ordering::Relaxed);
+        if skipped > 0 {
+            tracing::info!(
+                skipped,
+                "request lines not logged: over {REQUEST_LINES_PER_SEC} a second \
+                 (GET /__chart/journal lists recent requests)"
+            );
+        }
+    }
 }
 
 /// Where the mock is served, for checking `Host` and `Origin` headers.

@@ -78,6 +78,7 @@ impl MockServer {
                 port: addr.port(),
                 host_name: config.host_name.as_deref().map(Arc::from),
             },
+            log: Default::default(),
         };
         let (stop, stopped) = oneshot::channel();
         let acceptor = tls
@@ -209,6 +210,9 @@ async fn serve_io<I>(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(limits.idle + limits.idle / 4))
         .keep_alive_timeout(Duration::from_secs(20));
+    // One handle per connection: each request then touches only its connection's
+    // reference count, not one that every core shares.
+    let ctx = Arc::new(ctx);
     let service = hyper::service::service_fn(move |req| {
         let in_flight = activity.request();
         let answer = dispatch::handle(ctx.clone(), peer, req);
@@ -338,4 +342,5 @@ async fn serve(
     {
         tracing::warn!("connections still open after 5 s; closing them");
     }
+    ctx.log.report_skipped();
 }

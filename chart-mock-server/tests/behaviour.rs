@@ -708,6 +708,100 @@ fn the_request_log_says_what_happened_and_ships_as_json() {
     }
 }
 
+/// Under load the request log keeps to its budget: at most 100 lines a second, and
+/// the requests it leaves out are counted in a line of their own (here at shutdown), so
+/// every request is accounted for.
+#[test]
+fn the_request_log_keeps_to_its_budget_and_counts_what_it_leaves_out() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
+        .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first.trim().rsplit(' ').next().unwrap().to_owned();
+    const SENT: u64 = 1_000;
+    let started = std::time::Instant::now();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        for _ in 0..SENT {
+            let resp = client
+                .get(format!("{base}/__chart/health").parse().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+    });
+    let seconds = started.elapsed().as_secs() + 1;
+    terminate(&child);
+    let out = child.wait_with_output().unwrap();
+    let log: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let logged = log
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request")
+        .count() as u64;
+    let skipped: u64 = log
+        .iter()
+        .filter_map(|l| l["fields"]["skipped"].as_u64())
+        .sum();
+    assert_eq!(logged + skipped, SENT, "every request is logged or counted");
+    assert!(
+        skipped > 0,
+        "{SENT} requests in {seconds} s were all logged"
+    );
+    assert!(
+        logged <= 100 * (seconds + 1),
+        "{logged} lines in {seconds} s"
+    );
+}
+
+/// A stderr that nobody reads never holds up an answer: the mock's log waits in memory
+/// (bounded, dropping and counting past 1 MiB) while the pipe is full. The pipe is cut
+/// to one page, so the first second's lines fill it.
+#[test]
+fn an_unread_stderr_never_stalls_the_mock() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
+        .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    rustix::pipe::fcntl_setpipe_size(&pipe, 4096).unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first.trim().rsplit(' ').next().unwrap().to_owned();
+    let answered = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let mut answered = 0;
+        for _ in 0..1_000 {
+            let request = client.get(format!("{base}/__chart/health").parse().unwrap());
+            match tokio::time::timeout(std::time::Duration::from_secs(10), request).await {
+                Ok(Ok(resp)) if resp.status() == StatusCode::OK => answered += 1,
+                _ => break,
+            }
+        }
+        answered
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(pipe);
+    assert_eq!(answered, 1_000, "the mock stalled on its log");
+}
+
 #[path = "../../tests/tests/support/leaks.rs"]
 mod leaks;
 

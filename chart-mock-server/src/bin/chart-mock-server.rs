@@ -1,10 +1,11 @@
 //! `chart-mock-server`: the mock Chart API as a command.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chart_mock_server::{MockConfig, MockServer};
@@ -105,15 +106,9 @@ async fn main() -> ExitCode {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }
-    tokio::spawn(async {
-        let mut every = tokio::time::interval(LOG_FLUSH_EVERY);
-        loop {
-            every.tick().await;
-            flush_log();
-        }
-    });
+    let log_writer = LogWriterThread::start();
     let result = run(args).await;
-    flush_log();
+    log_writer.stop();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -123,22 +118,29 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The log (stderr), buffered. Under load the mock writes a line per request, and a
-/// `write` to stderr for each took a tenth of its time; a background writer thread,
-/// woken for each line, took as much. Lines go into this buffer instead, which writes
-/// itself out when full, every [`LOG_FLUSH_EVERY`], and at exit.
-static LOG: LazyLock<Mutex<BufWriter<std::io::Stderr>>> =
-    LazyLock::new(|| Mutex::new(BufWriter::with_capacity(64 * 1024, std::io::stderr())));
+/// The log (stderr), buffered. Under load the mock logs many lines a second, and a
+/// `write` to stderr for each cost a tenth of its time; a writer thread woken for each
+/// line cost as much. Lines go into this buffer instead, and a thread of its own writes
+/// it out every [`LOG_FLUSH_EVERY`] and at exit. A slow or unread stderr therefore
+/// never holds up an answer: past [`LOG_BUFFER_MAX`] lines are dropped, and counted.
+static LOG: Mutex<Pending> = Mutex::new(Pending {
+    lines: Vec::new(),
+    dropped: 0,
+});
+
+/// Log lines not yet written, and how many did not fit.
+struct Pending {
+    lines: Vec<u8>,
+    dropped: u64,
+}
 
 /// How long a log line may wait in [`LOG`].
 const LOG_FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// The most log bytes kept waiting for stderr.
+const LOG_BUFFER_MAX: usize = 1 << 20;
 
-fn log() -> MutexGuard<'static, BufWriter<std::io::Stderr>> {
+fn pending() -> MutexGuard<'static, Pending> {
     LOG.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn flush_log() {
-    let _ = log().flush();
 }
 
 /// Writes formatted log lines into [`LOG`]; `tracing` writes each line in one call.
@@ -146,12 +148,62 @@ struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        log().write(line)
+        let mut pending = pending();
+        if pending.lines.len() + line.len() <= LOG_BUFFER_MAX {
+            pending.lines.extend_from_slice(line);
+        } else {
+            pending.dropped += 1;
+        }
+        Ok(line.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        // Flushed on a timer: a flush per line is what the buffer is there to avoid.
         Ok(())
+    }
+}
+
+/// The thread that writes [`LOG`] to stderr.
+struct LogWriterThread {
+    stop: std::sync::mpsc::Sender<()>,
+    stopped: std::sync::mpsc::Receiver<()>,
+}
+
+impl LogWriterThread {
+    fn start() -> Self {
+        let (stop, stop_rx) = std::sync::mpsc::channel();
+        let (stopped_tx, stopped) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || {
+                let write_out = || {
+                    let (lines, dropped) = {
+                        let mut p = pending();
+                        (std::mem::take(&mut p.lines), std::mem::take(&mut p.dropped))
+                    };
+                    let _ = std::io::stderr().write_all(&lines);
+                    if dropped > 0 {
+                        tracing::warn!(
+                            dropped,
+                            "log lines dropped: stderr is not read fast enough"
+                        );
+                    }
+                };
+                while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(LOG_FLUSH_EVERY) {
+                    write_out();
+                }
+                write_out();
+                // Again, for the count of any lines dropped since the last write.
+                write_out();
+                let _ = stopped_tx.send(());
+            })
+            .expect("a thread for the log");
+        Self { stop, stopped }
+    }
+
+    /// Writes out what is left, waiting at most a second for a stderr that nobody reads.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.stopped.recv_timeout(Duration::from_secs(1));
     }
 }
 
