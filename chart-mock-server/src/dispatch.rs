@@ -189,8 +189,10 @@ fn secret_in_url(ctx: &Ctx, query: &str) -> Option<Option<ClientIx>> {
     let mut found = false;
     let mut owner = None;
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        if name == "client_id" && ctx.chart.client_index(&value).is_some() {
-            owner = ctx.chart.client_index(&value);
+        if name == "client_id"
+            && let Some(client) = ctx.chart.client_index(&value)
+        {
+            owner = Some(client);
             continue;
         }
         if SECRET_NAMES.contains(&name.as_ref()) || ctx.chart.is_known_secret(&value) {

@@ -632,17 +632,7 @@ async fn a_sandbox_only_mock_names_its_client_on_a_401() {
 #[test]
 fn the_request_log_says_what_happened_and_ships_as_json() {
     for format in ["json", "text"] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
-            .args(["--addr", "127.0.0.1:0", "--log-format", format])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let base = first.trim().rsplit(' ').next().unwrap().to_owned();
+        let (mut child, base) = logging_binary(format);
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let client =
@@ -668,8 +658,7 @@ fn the_request_log_says_what_happened_and_ships_as_json() {
             log.push_str(&line);
             log.push('\n');
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        drop(child);
         assert!(
             !log.contains('\u{1b}'),
             "no colour codes into a pipe: {log:?}"
@@ -713,35 +702,19 @@ fn the_request_log_says_what_happened_and_ships_as_json() {
 /// every request is accounted for.
 #[test]
 fn the_request_log_keeps_to_its_budget_and_counts_what_it_leaves_out() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
-        .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first.trim().rsplit(' ').next().unwrap().to_owned();
-    const SENT: u64 = 1_000;
+    let (mut child, base) = logging_binary("json");
+    const SENT: usize = 1_000;
     let started = std::time::Instant::now();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Full<bytes::Bytes>>();
-        for _ in 0..SENT {
-            let resp = client
-                .get(format!("{base}/__chart/health").parse().unwrap())
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), StatusCode::OK);
-        }
-    });
+    assert_eq!(
+        health_checks(&base, SENT),
+        SENT,
+        "every health check answered"
+    );
     let seconds = started.elapsed().as_secs() + 1;
     terminate(&child);
-    let out = child.wait_with_output().unwrap();
-    let log: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let log: Vec<serde_json::Value> = stderr
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
@@ -753,7 +726,8 @@ fn the_request_log_keeps_to_its_budget_and_counts_what_it_leaves_out() {
         .iter()
         .filter_map(|l| l["fields"]["skipped"].as_u64())
         .sum();
-    assert_eq!(logged + skipped, SENT, "every request is logged or counted");
+    let sent = SENT as u64;
+    assert_eq!(logged + skipped, sent, "every request is logged or counted");
     assert!(
         skipped > 0,
         "{SENT} requests in {seconds} s were all logged"
@@ -769,37 +743,51 @@ fn the_request_log_keeps_to_its_budget_and_counts_what_it_leaves_out() {
 /// to one page, so the first second's lines fill it.
 #[test]
 fn an_unread_stderr_never_stalls_the_mock() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
-        .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, base) = logging_binary("json");
     let pipe = child.stderr.take().unwrap();
     rustix::pipe::fcntl_setpipe_size(&pipe, 4096).unwrap();
+    let answered = health_checks(&base, 1_000);
+    drop(child);
+    drop(pipe);
+    assert_eq!(answered, 1_000, "the mock stalled on its log");
+}
+
+/// The binary with the sandbox defaults and `--log-format format`, its stderr piped;
+/// gives the child (killed on drop) and its base URL.
+fn logging_binary(format: &str) -> (Running, String) {
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
+            .args(["--addr", "127.0.0.1:0", "--log-format", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut first = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut first)
         .unwrap();
     let base = first.trim().rsplit(' ').next().unwrap().to_owned();
-    let answered = tokio::runtime::Runtime::new().unwrap().block_on(async {
+    (child, base)
+}
+
+/// Sends `n` health checks one after another; gives how many were answered 200, each
+/// within 10 s, before the first that was not.
+fn health_checks(base: &str, n: usize) -> usize {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http::<http_body_util::Full<bytes::Bytes>>();
         let mut answered = 0;
-        for _ in 0..1_000 {
+        for _ in 0..n {
             let request = client.get(format!("{base}/__chart/health").parse().unwrap());
-            match tokio::time::timeout(std::time::Duration::from_secs(10), request).await {
+            match tokio::time::timeout(Duration::from_secs(10), request).await {
                 Ok(Ok(resp)) if resp.status() == StatusCode::OK => answered += 1,
                 _ => break,
             }
         }
         answered
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    drop(pipe);
-    assert_eq!(answered, 1_000, "the mock stalled on its log");
+    })
 }
 
 #[path = "../../tests/tests/support/leaks.rs"]
