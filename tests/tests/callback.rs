@@ -396,11 +396,8 @@ async fn every_exchange_error_maps_to_its_status_and_message() {
     for (arrange, scenario, status, error) in cases {
         arrange(&cb.env.mock);
         let code = cb.env.mint(true, scenario);
-        let (resp, body, text) = call(
-            &cb.service,
-            get(&q(&code, &cb.redirect_state()), Some(sid())),
-        )
-        .await;
+        let query = q(&code, &cb.redirect_state());
+        let (resp, body, text) = call(&cb.service, get(&query, Some(sid()))).await;
         assert_eq!(
             (resp.status(), body["error"].as_str()),
             (status, Some(error)),
@@ -409,6 +406,24 @@ async fn every_exchange_error_maps_to_its_status_and_message() {
         assert!(!body["message"].as_str().unwrap().is_empty());
         assert!(!text.contains(&code));
         cb.env.mock.clear_faults();
+        // Each of these may have spent the code, so the claim stays: a replay (a
+        // reload) is refused and never resends the code.
+        let token_requests = || {
+            let journal = cb.env.mock.journal();
+            journal.iter().filter(|e| e.path == "/auth/token").count()
+        };
+        let sent = token_requests();
+        let (resp, body, _) = call(&cb.service, get(&query, Some(sid()))).await;
+        assert_eq!(
+            (resp.status(), body["error"].as_str()),
+            (StatusCode::CONFLICT, Some("invalid_state")),
+            "{error}: a replay after a possibly spent code"
+        );
+        assert_eq!(
+            token_requests(),
+            sent,
+            "{error}: the replay resent the code"
+        );
     }
     let (resp, _, _) = call(
         cb.pages.as_ref().unwrap(),
@@ -579,6 +594,47 @@ async fn one_session_cannot_fill_the_memory_replay_guard() {
     let (resp, _, _) = call(&service, get(&query, Some(sid()))).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert_eq!(cb.env.token_requests_for(&code), 1);
+}
+
+/// A session at its quota evicts its own oldest claims, never another session's, even
+/// when the other session's claim expires sooner.
+#[tokio::test]
+async fn a_session_at_its_quota_never_evicts_another_sessions_claim() {
+    use chart_auth::{Claim, MemoryReplayGuard, ReplayGuard, SESSION_QUOTA};
+    let guard = MemoryReplayGuard::new();
+    let signer = ConnectStateSigner::from_key(&STATE_KEY).unwrap();
+    let claim_for = |session: &'static [u8], expires_in: u64| {
+        let state = signer.issue(&Flow::Embedded, session);
+        let id = signer
+            .verify(&state, session, chart_auth::FlowKind::Embedded)
+            .unwrap()
+            .id();
+        Claim {
+            id,
+            expires_at: SystemTime::now() + Duration::from_secs(expires_in),
+            session,
+        }
+    };
+    // The victim claimed first, so their state expires first.
+    let victim = claim_for(b"victim", 600);
+    assert!(guard.claim(victim).await.unwrap());
+    let mut attacker = Vec::new();
+    for n in 0..3 * SESSION_QUOTA as u64 {
+        let claim = claim_for(b"attacker", 601 + n);
+        assert!(guard.claim(claim).await.unwrap());
+        attacker.push(claim.id);
+    }
+    assert!(
+        !guard.claim(victim).await.unwrap(),
+        "the victim's claim was evicted by another session: a replay would resend the code"
+    );
+    assert_eq!(guard.len(), 1 + SESSION_QUOTA);
+    // The attacker's own oldest claims went; the newest are still held.
+    let newest = Claim {
+        id: *attacker.last().unwrap(),
+        ..victim
+    };
+    assert!(!guard.claim(newest).await.unwrap());
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! The vault: Wycheproof vectors, frozen golden blobs, tamper and swap tests, Tink's
 //! four-phase rotation, the file store's guarantees, and a model-based property test.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
@@ -400,6 +402,18 @@ fn keyring_errors_and_debug_never_show_key_material() {
         !debug.contains("ERER") && !debug.contains("IiIi"),
         "{debug}"
     );
+    // Keys of distinct bytes, searched for in every form (bytes, hex, base64, a byte
+    // list); the Debug output names ids and statuses only.
+    let key_a: Vec<u8> = (1..=32).collect();
+    let key_b: Vec<u8> = (101..=132).collect();
+    let mut ring = Keyring::from_key(KeyId(41), &key_a).unwrap();
+    ring.add_key_bytes(KeyId(42), &key_b).unwrap();
+    let debug = format!("{ring:?} {ring:#?}");
+    support::leaks::assert_no_leak(debug.as_bytes(), &[key_a, key_b], "Keyring's Debug");
+    assert!(
+        debug.contains("41") && debug.contains("primary") && debug.contains("active"),
+        "the Debug output still names the keys: {debug}"
+    );
     let secret_looking = "c2VjcmV0LWtleS1tYXRlcmlhbC10aGF0LWlzLXRvby1sb25nLXRvLWJlLWEta2V5";
     for text in [
         format!("1 primary {secret_looking}"),
@@ -697,4 +711,87 @@ async fn store_edges_absent_versions_stray_names_and_non_utf8_plaintext() {
         store.list().await,
         Err(StoreError::Corrupt { .. })
     ));
+}
+
+/// A store with a bug: it answers `get` for one account with another account's record.
+/// A store is the user's code, so the vault must not trust what it hands back.
+struct MisfilingStore {
+    inner: MemoryStore,
+    asked: &'static str,
+    answered: &'static str,
+}
+
+impl TokenStore for MisfilingStore {
+    async fn get(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let wanted = if account_id == self.asked {
+            self.answered
+        } else {
+            account_id
+        };
+        self.inner.get(wanted).await
+    }
+    async fn put(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
+        self.inner.put(record, expect).await
+    }
+    async fn delete(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
+        self.inner.delete(account_id, expect).await
+    }
+    async fn list(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.list().await
+    }
+}
+
+fn corrupt_because(result: Result<impl std::fmt::Debug, Error>, why: &str) {
+    match result {
+        Err(Error::Vault(VaultError::Store(StoreError::Corrupt { reason, .. })))
+            if reason.contains(why) => {}
+        other => panic!("expected a corrupt-record error ({why}), got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn get_list_and_unseal_refuse_a_record_filed_under_another_account() {
+    let store = MisfilingStore {
+        inner: MemoryStore::default(),
+        asked: "victim",
+        answered: "attacker",
+    };
+    let vault = Vault::new("c", Keyring::generate(), store);
+    for account in ["victim", "attacker"] {
+        vault
+            .put(account, &ProviderId::Irs, &AccessToken::new("t"))
+            .await
+            .unwrap();
+    }
+    corrupt_because(vault.get("victim").await, "another account");
+    corrupt_because(vault.list().await, "another account");
+    corrupt_because(vault.unseal("victim").await, "another account");
+    // The honest answer still reads.
+    assert_eq!(
+        vault.get("attacker").await.unwrap().unwrap().account_id(),
+        "attacker"
+    );
+}
+
+#[tokio::test]
+async fn a_store_shared_with_another_client_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let ring = golden_ring();
+    let mine = Vault::new("client-a", ring, store.clone());
+    mine.put("acct", &ProviderId::TurboTax, &AccessToken::new("t-a"))
+        .await
+        .unwrap();
+    let theirs = Vault::new("client-b", golden_ring(), store);
+    corrupt_because(theirs.get("acct").await, "another client");
+    corrupt_because(theirs.list().await, "another client");
+    corrupt_because(theirs.unseal("acct").await, "another client");
+    match theirs.rewrap(|_, _| {}).await {
+        Err(Error::Vault(VaultError::InRecord { account_id, source })) => {
+            assert_eq!(account_id, "acct");
+            corrupt_because(Err::<(), _>(Error::Vault(*source)), "another client");
+        }
+        other => panic!("rewrap must refuse another client's record: {other:?}"),
+    }
+    assert_eq!(mine.unseal("acct").await.unwrap().expose_secret(), "t-a");
 }
