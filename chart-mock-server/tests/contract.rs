@@ -154,6 +154,22 @@ async fn invalid_grant_rows(t: Target) {
     t.exchange(&mismatched, Some(REDIRECT_2))
         .await
         .error(400, "invalid_grant_error");
+    // The redirect_uri must equal the code's exactly: no prefix, extension, case change,
+    // trailing slash or query passes.
+    for near in near_misses(REDIRECT) {
+        let code = t.code(Some(REDIRECT), "success").await;
+        let refused = t.exchange(&code, Some(&near)).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{near} got a token"
+        );
+        refused.error(400, "invalid_grant_error");
+        // A refused redirect_uri spends the code, as Chart does.
+        t.exchange(&code, Some(REDIRECT))
+            .await
+            .error(400, "invalid_grant_error");
+    }
     let missing = t.code(Some(REDIRECT), "success").await;
     t.exchange(&missing, None)
         .await
@@ -292,6 +308,11 @@ async fn control_plane_routes(t: Target) {
     t.mint(json!({"client_id": CLIENT, "redirect_uri": "https://evil.example/cb"}))
         .await
         .error(400, "invalid_request_error");
+    for near in near_misses(REDIRECT) {
+        t.mint(json!({"client_id": CLIENT, "redirect_uri": near}))
+            .await
+            .error(400, "invalid_request_error");
+    }
     t.post_json("/__chart/clock", &json!({"advance_secs": "soon"}))
         .await
         .error(400, "invalid_request_error");
@@ -482,11 +503,17 @@ async fn connect_page(t: Target) {
         a.headers["location"],
         format!("{REDIRECT}?error=access_denied&state=abc").as_str()
     );
-    // Never an open redirect.
-    for bad in [
+    // Never an open redirect: an unregistered redirect_uri, however close to a
+    // registered one, gets the 400 page.
+    let mut bad_forms = vec![
         format!("client_id={CLIENT}&redirect_uri=https://evil.example/cb&state=s"),
         format!("client_id=ghost&redirect_uri={REDIRECT}&state=s"),
-    ] {
+    ];
+    for near in near_misses(REDIRECT) {
+        let near: String = form_urlencoded::byte_serialize(near.as_bytes()).collect();
+        bad_forms.push(format!("client_id={CLIENT}&redirect_uri={near}&state=s"));
+    }
+    for bad in bad_forms {
         let a = t.send(Method::POST, "/connect", &[], bad.clone()).await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST);
         assert!(!a.headers.contains_key("location"));
@@ -795,4 +822,23 @@ contract! {
     every_control_plane_route("") => control_plane_routes;
     every_fault_kind("") => faults;
     connect_page_for_both_flows("") => connect_page;
+}
+
+/// URIs that differ from `registered` by a little: each must be refused where
+/// `registered` is accepted.
+fn near_misses(registered: &str) -> Vec<String> {
+    let host_end = registered.find("/api").unwrap();
+    vec![
+        format!("{registered}.evil.example/x"),
+        format!("{registered}/"),
+        format!("{registered}x"),
+        format!("{registered}?next=https://evil.example"),
+        registered[..registered.len() - 1].to_owned(),
+        registered.to_uppercase(),
+        format!(
+            "{}.evil.example{}",
+            &registered[..host_end],
+            &registered[host_end..]
+        ),
+    ]
 }

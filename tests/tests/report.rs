@@ -168,6 +168,7 @@ fn fails_exactly(report: &Report, client: &str, broken: Check) {
 async fn each_bad_client_fails_exactly_the_check_it_breaks() {
     let clients = [
         "redirect-always",
+        "redirect-never",
         "form-body",
         "no-version",
         "reuser",
@@ -193,6 +194,10 @@ async fn each_bad_client_fails_exactly_the_check_it_breaks() {
         token("redirect-always", &code, Some(&redirect_uri())).0,
         400
     );
+
+    // Leaves redirect_uri out for a Redirect-flow code: the other half of the rule.
+    let code = mint(&mock, "redirect-never", true, Scenario::Success);
+    assert_eq!(token("redirect-never", &code, None).0, 400);
 
     // Sends a form body.
     let code = mint(&mock, "form-body", false, Scenario::Success);
@@ -256,6 +261,7 @@ async fn each_bad_client_fails_exactly_the_check_it_breaks() {
 
     let report = mock.report(Some(&kept));
     fails_exactly(&report, "redirect-always", Check::RedirectUri);
+    fails_exactly(&report, "redirect-never", Check::RedirectUri);
     fails_exactly(&report, "form-body", Check::JsonBody);
     fails_exactly(&report, "no-version", Check::ApiVersion);
     fails_exactly(&report, "reuser", Check::NoCodeReuse);
