@@ -1,6 +1,7 @@
 //! The callback endpoint end to end, against an in-process mock: any query, body,
 //! session and state; never a panic or a 500, never the code in an answer, a connection
-//! only for a state we signed for this session and flow, and never twice for one state.
+//! only for a state we signed for this session and flow, and never twice for one state:
+//! a replay of a claimed state is a 409 that sends nothing to Chart.
 //!
 //! Valid inputs are reachable: the input chooses, field by field, a state signed with
 //! the endpoint's own key (for a session, a flow and an age it picks, optionally with a
@@ -165,7 +166,14 @@ fuzz_target!(|input: Input<'_>| {
                 // Stay within the state's alphabet, so the change is not simply a parse error.
                 state[at] = if state[at] == b'A' { b'B' } else { b'A' };
             }
-            let valid = *own_session && *age_minutes < 15 && flip.is_none();
+            // The flow is chosen by the method: GET for the Redirect flow, a JSON POST
+            // for the embedded one. A state used in the other flow is refused.
+            let method_matches = match input.method {
+                Method::Get => *redirect,
+                Method::PostJson => !*redirect,
+                Method::PostForm | Method::Other => false,
+            };
+            let valid = *own_session && *age_minutes < 15 && flip.is_none() && method_matches;
             (Some(String::from_utf8(state).unwrap()), valid, *redirect)
         }
         State::Raw(raw) => (Some((*raw).to_owned()), false, false),
@@ -264,16 +272,52 @@ fuzz_target!(|input: Input<'_>| {
         f.runtime.block_on(f.vault.delete(account)).unwrap();
     }
     if input.replay {
-        if let Some((_, again)) = send(&query, &json) {
+        // A request that reached the replay claim (a good state, session and code) keeps
+        // it unless the code surely never reached Chart; the replay is then refused with
+        // 409 before anything is sent, so the journal shows no second /auth/token.
+        let claimed = valid_state && live_code && input.session_header;
+        let label = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned));
+        let never_sent = matches!(
+            label.as_deref(),
+            Some("connect_failed" | "tls_failed" | "timeout")
+        );
+        let sent_before = code.as_deref().map_or(0, |c| token_requests_for(f, c));
+        if let Some((again_status, again)) = send(&query, &json) {
             assert!(!again.contains("\"connected\""), "a replayed state connected twice");
+            if claimed && !never_sent {
+                assert_eq!(again_status, http::StatusCode::CONFLICT, "replay: {again}");
+                let code = code.as_deref().unwrap();
+                assert_eq!(
+                    token_requests_for(f, code),
+                    sent_before,
+                    "a replay resent the code"
+                );
+            }
         }
     }
-    // The code is never echoed: the same request with another code of the same shape
-    // gets the same kind of answer, and never contains the code itself when it is
-    // long enough to be told from our own words.
+    // The code is never echoed in an answer. Codes shorter than 12 characters are
+    // skipped: they may be words of our own messages.
     if let Some(code) = &code {
         if code.len() >= 12 {
-            assert!(!text.contains(code.as_str()), "the code was echoed");
+            let encoded: String = form_urlencoded::byte_serialize(code.as_bytes()).collect();
+            let escaped = serde_json::Value::from(code.as_str()).to_string();
+            for form in [code.as_str(), &encoded, escaped.trim_matches('"')] {
+                assert!(!text.contains(form), "the code was echoed");
+            }
         }
     }
 });
+
+/// How many `/auth/token` requests the mock's journal holds for a code it minted.
+fn token_requests_for(f: &Fixture, code: &str) -> usize {
+    let Some(id) = f.mock.chart().code_id(code) else {
+        return 0;
+    };
+    f.mock
+        .journal()
+        .iter()
+        .filter(|e| e.path == "/auth/token" && e.code_id.as_deref() == Some(id.as_str()))
+        .count()
+}

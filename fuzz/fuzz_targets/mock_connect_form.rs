@@ -23,11 +23,11 @@ fuzz_target!(|data: &[u8]| {
                 Some(SANDBOX_CLIENT_ID)
             );
             if pairs.get("app_type").map(String::as_str) == Some("spa") {
-                // Schemes are case-insensitive; the sandbox client allows local origins only.
-                let origin = pairs.get("sdk_host_url").map(|u| u.to_ascii_lowercase());
+                // The sandbox client allows local origins only: its redirect_uris are on
+                // localhost, and any http://localhost or http://127.0.0.1 origin.
+                let origin = pairs.get("sdk_host_url").map(String::as_str);
                 assert!(
-                    origin.as_deref().is_some_and(|u| u.starts_with("http://localhost")
-                        || u.starts_with("http://127.0.0.1")),
+                    origin.is_some_and(is_local_origin),
                     "an origin the sandbox client does not allow was accepted: {origin:?}"
                 );
             } else {
@@ -41,3 +41,20 @@ fuzz_target!(|data: &[u8]| {
         Err(message) => assert!(!message.is_empty()),
     }
 });
+
+/// Whether `url`'s origin is `http://localhost[:port]` or `http://127.0.0.1[:port]`,
+/// read from DESIGN's rule rather than the mock's code: the host must be exactly one of
+/// the two (not a prefix of `localhost.evil.example`), with no user info.
+fn is_local_origin(url: &str) -> bool {
+    let url = url.to_ascii_lowercase();
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    matches!(host, "localhost" | "127.0.0.1")
+        && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
