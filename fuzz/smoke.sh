@@ -20,7 +20,7 @@ fi
 
 dict_for() {
   case $1 in
-    token_response|error_body|mock_token_request|stored_record) echo fuzz/dict/json.dict ;;
+    token_response|error_body|stored_record) echo fuzz/dict/json.dict ;;
     callback|mock_connect_form) echo fuzz/dict/form.dict ;;
     key_file) echo fuzz/dict/keyring.dict ;;
     mock_config) echo fuzz/dict/toml.dict ;;

@@ -159,7 +159,7 @@ fn fixture() -> &'static Fixture {
                     client_id: OTHER_ID.into(),
                     client_secret: OTHER_SECRET.into(),
                     redirect_uris: vec!["http://localhost:4000/cb".into()],
-                    ..ClientConfig::default()
+                    allowed_origins: Vec::new(),
                 });
                 let mock: &'static MockServer =
                     Box::leak(Box::new(MockServer::start(config).await.unwrap()));
