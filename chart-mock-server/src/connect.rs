@@ -52,13 +52,16 @@ fn origin_of(url: &str) -> Option<String> {
     let uri: http::Uri = url.parse().ok()?;
     let scheme = uri.scheme_str().filter(|s| *s == "http" || *s == "https")?;
     let authority = uri.authority()?;
-    if authority.as_str().contains('@') {
+    // `http::Uri` keeps user info and a port such as `5173$x` in the authority: only a
+    // bare host and a numeric port make an origin a browser would accept.
+    let canonical = match authority.port_u16() {
+        Some(port) => format!("{}:{port}", authority.host()),
+        None => authority.host().to_owned(),
+    };
+    if authority.host().is_empty() || !authority.as_str().eq_ignore_ascii_case(&canonical) {
         return None;
     }
-    Some(format!(
-        "{scheme}://{}",
-        authority.as_str().to_ascii_lowercase()
-    ))
+    Some(format!("{scheme}://{}", canonical.to_ascii_lowercase()))
 }
 
 /// A CSS colour the page may use as its backdrop: `#rgb`, `#rrggbb`, `#rrggbbaa`,

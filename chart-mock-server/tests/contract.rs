@@ -653,13 +653,26 @@ async fn react_sdk_dev_mode(t: Target) {
         assert!(html.contains("\"kind\":\"error\""), "{html}");
     }
 
-    // An origin the client does not allow never receives a code.
-    let form = format!(
-        "client_id={CLIENT}&state=s2&app_type=spa&sdk_host_url=https%3A%2F%2Fevil.example&outcome=success"
-    );
-    let a = t.send(Method::POST, "/connect", &[], form).await;
-    assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert!(!String::from_utf8_lossy(&a.body).contains("\"code\""));
+    // An origin the client does not allow never receives a code: another host, a host
+    // that only starts like a local one, user info, or a port that is not a number
+    // (found by the mock_connect_form fuzz target: `localhost:5173$x` was allowed).
+    for origin in [
+        "https://evil.example",
+        "http://localhost.evil.example",
+        "http://127.0.0.1.evil.example:3000",
+        "http://localhost@evil.example",
+        "http://localhost:5173$outcome=denied",
+        "http://localhost:",
+        "http://localhost:99999",
+    ] {
+        let origin: String = form_urlencoded::byte_serialize(origin.as_bytes()).collect();
+        let form = format!(
+            "client_id={CLIENT}&state=s2&app_type=spa&sdk_host_url={origin}&outcome=success"
+        );
+        let a = t.send(Method::POST, "/connect", &[], form).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{origin}");
+        assert!(!String::from_utf8_lossy(&a.body).contains("\"code\""));
+    }
 
     // metadata is kept with the code and shown in the journal entry of its exchange.
     let form = format!(

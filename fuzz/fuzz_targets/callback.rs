@@ -158,7 +158,11 @@ fuzz_target!(|input: Input<'_>| {
             } else {
                 Flow::Embedded
             };
-            let session: &[u8] = if *own_session { SESSION } else { b"another-session" };
+            let session: &[u8] = if *own_session {
+                SESSION
+            } else {
+                b"another-session"
+            };
             let issued = SystemTime::now() - Duration::from_secs(60 * u64::from(*age_minutes));
             let mut state = f.signer.issue_at(&flow, session, issued).into_bytes();
             if let Some(at) = flip {
@@ -222,7 +226,12 @@ fuzz_target!(|input: Input<'_>| {
 
     let send = |query: &str, json: &str| -> Option<(http::StatusCode, String)> {
         let (method, uri, body, ctype) = match input.method {
-            Method::Get => ("GET", format!("/api/chart/callback?{query}"), String::new(), None),
+            Method::Get => (
+                "GET",
+                format!("/api/chart/callback?{query}"),
+                String::new(),
+                None,
+            ),
             Method::PostJson => (
                 "POST",
                 "/api/chart/callback".to_owned(),
@@ -235,7 +244,12 @@ fuzz_target!(|input: Input<'_>| {
                 query.to_owned(),
                 Some("application/x-www-form-urlencoded"),
             ),
-            Method::Other => ("PUT", "/api/chart/callback".to_owned(), query.to_owned(), None),
+            Method::Other => (
+                "PUT",
+                "/api/chart/callback".to_owned(),
+                query.to_owned(),
+                None,
+            ),
         };
         let mut req = http::Request::builder()
             .method(method)
@@ -263,7 +277,10 @@ fuzz_target!(|input: Input<'_>| {
     assert_ne!(status, http::StatusCode::INTERNAL_SERVER_ERROR, "{text}");
     let connected = text.contains("\"connected\"");
     if connected {
-        assert!(valid_state && live_code && input.session_header, "connected on {input:?}");
+        assert!(
+            valid_state && live_code && input.session_header,
+            "connected on {input:?}"
+        );
         let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
         let account = answer["account_id"].as_str().unwrap();
         // Stored, and never the token in the answer.
@@ -275,7 +292,8 @@ fuzz_target!(|input: Input<'_>| {
         // A request that reached the replay claim (a good state, session and code) keeps
         // it unless the code surely never reached Chart; the replay is then refused with
         // 409 before anything is sent, so the journal shows no second /auth/token.
-        let claimed = valid_state && live_code && input.session_header;
+        // (A callback carrying `error` is a cancel: it claims nothing.)
+        let claimed = valid_state && live_code && input.session_header && input.error.is_none();
         let label = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_owned));
@@ -285,7 +303,10 @@ fuzz_target!(|input: Input<'_>| {
         );
         let sent_before = code.as_deref().map_or(0, |c| token_requests_for(f, c));
         if let Some((again_status, again)) = send(&query, &json) {
-            assert!(!again.contains("\"connected\""), "a replayed state connected twice");
+            assert!(
+                !again.contains("\"connected\""),
+                "a replayed state connected twice"
+            );
             if claimed && !never_sent {
                 assert_eq!(again_status, http::StatusCode::CONFLICT, "replay: {again}");
                 let code = code.as_deref().unwrap();

@@ -26,7 +26,11 @@ fuzz_target!(|input: Input<'_>| {
     let err = error_from_response(status, &headers, input.body, &[input.secret]);
     // The secrets scrubbed never change the class of the error.
     let unscrubbed = error_from_response(status, &headers, input.body, &[]);
-    assert_eq!(err.label(), unscrubbed.label(), "scrubbing changed the class");
+    assert_eq!(
+        err.label(),
+        unscrubbed.label(),
+        "scrubbing changed the class"
+    );
     assert_eq!(err.status(), Some(status));
     // The sentence for the end user is ours, never the server's text: the same answer
     // with another `message` gives the same sentence.

@@ -23,7 +23,12 @@ fuzz_target!(|text: &str| {
                 "the keys, ids or statuses changed in a round trip"
             );
             let sealed = ring.seal(&ID, b"token").expect("the primary seals");
-            assert_eq!(&again.unseal(&ID, &sealed).expect("opens after a round trip")[..], b"token");
+            assert_eq!(
+                &again
+                    .unseal(&ID, &sealed)
+                    .expect("opens after a round trip")[..],
+                b"token"
+            );
             let debug = format!("{ring:?}");
             for word in written.split_whitespace().filter(|w| w.len() == 44) {
                 assert!(!debug.contains(word), "Debug shows a key");

@@ -29,10 +29,18 @@ fuzz_target!(|text: &str| {
         Ok(config) => {
             let chart = Chart::new(&config);
             if raw_clients.is_empty() {
-                assert!(config.clients.iter().any(|c| c.client_id == "chart-sandbox-client"));
+                assert!(
+                    config
+                        .clients
+                        .iter()
+                        .any(|c| c.client_id == "chart-sandbox-client")
+                );
             }
             for (id, secret) in &raw_clients {
-                assert!(chart.authenticate(id, secret), "client {id:?} lost its secret");
+                assert!(
+                    chart.authenticate(id, secret),
+                    "client {id:?} lost its secret"
+                );
                 assert!(!chart.authenticate(id, &format!("{secret}x")));
             }
             let ttl = raw
@@ -47,7 +55,10 @@ fuzz_target!(|text: &str| {
             let shown = format!("{e} {e:?}");
             for (_, secret) in &raw_clients {
                 if secret.len() >= 8 {
-                    assert!(!shown.contains(secret.as_str()), "the error quotes a secret");
+                    assert!(
+                        !shown.contains(secret.as_str()),
+                        "the error quotes a secret"
+                    );
                 }
             }
         }

@@ -83,7 +83,10 @@ enum Secret {
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Code<'a> {
     /// Minted now for the sandbox client, in this flow, with this scenario.
-    Live { redirect: bool, scenario: u8 },
+    Live {
+        redirect: bool,
+        scenario: u8,
+    },
     /// Minted for the other client.
     OtherClients,
     /// Minted and exchanged before this request.
@@ -94,7 +97,9 @@ enum Code<'a> {
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Redirect<'a> {
     /// Not sent, or `null`.
-    None { null: bool },
+    None {
+        null: bool,
+    },
     /// One of the sandbox client's registered URIs.
     Registered(bool),
     Raw(&'a str),
@@ -217,7 +222,14 @@ fn send(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answ
         .expect("a complete head");
     let head = String::from_utf8(raw[..split].to_vec()).unwrap();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
@@ -255,7 +267,10 @@ fn exchange(code: &str, redirect_uri: Option<&str>) -> Answer {
     send(
         "POST",
         "/auth/token",
-        &[("Content-Type", "application/json"), ("Chart-API-Version", API_VERSION)],
+        &[
+            ("Content-Type", "application/json"),
+            ("Chart-API-Version", API_VERSION),
+        ],
         body.to_string().as_bytes(),
     )
 }
@@ -270,7 +285,11 @@ fn is_uuid(s: &str) -> bool {
 
 /// A header value the request line can carry: printable ASCII only.
 fn header_text(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').collect::<String>().trim().to_owned()
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// A field's value as sent: the chosen value, or the shape put in its place.
@@ -342,7 +361,11 @@ fuzz_target!(|input: Input<'_>| {
     };
     // DESIGN: the content type must be application/json (parameters allowed).
     let json_type = content_type.as_deref().is_some_and(|v| {
-        v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json")
+        v.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case("application/json")
     });
     let version = match &input.version {
         Version::Absent => None,
@@ -356,7 +379,10 @@ fuzz_target!(|input: Input<'_>| {
     let (body, expected): (Vec<u8>, Option<(u16, &str)>) = match input.body {
         Body::TooLarge(extra) => {
             let pad = " ".repeat(MAX_BODY + usize::from(extra));
-            (format!("{{{pad}}}").into_bytes(), Some((413, "payload_too_large")))
+            (
+                format!("{{{pad}}}").into_bytes(),
+                Some((413, "payload_too_large")),
+            )
         }
         // Raw bytes: any contract answer will do (checked below).
         Body::Raw(raw) => (raw.to_vec(), None),
@@ -402,7 +428,10 @@ fuzz_target!(|input: Input<'_>| {
                 && well_formed(code_sent.as_ref(), true)
                 && well_formed(uri.as_ref(), false);
             let text = |v: &Option<serde_json::Value>| {
-                v.as_ref().and_then(|v| v.as_str()).unwrap_or_default().to_owned()
+                v.as_ref()
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
             };
             let (sent_id, sent_secret, sent_code) =
                 (text(&client_id), text(&client_secret), text(&code_sent));
@@ -421,8 +450,11 @@ fuzz_target!(|input: Input<'_>| {
                     fields.insert(name.to_owned(), value.into());
                 }
             }
-            let authenticated = [(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET), (OTHER_ID, OTHER_SECRET)]
-                .contains(&(sent_id.as_str(), sent_secret.as_str()));
+            let authenticated = [
+                (SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET),
+                (OTHER_ID, OTHER_SECRET),
+            ]
+            .contains(&(sent_id.as_str(), sent_secret.as_str()));
             let grant = facts
                 .live
                 .filter(|_| sent_id == SANDBOX_CLIENT_ID && sent_code == facts.text);
@@ -451,7 +483,10 @@ fuzz_target!(|input: Input<'_>| {
                     }
                 }
             };
-            (serde_json::Value::Object(fields).to_string().into_bytes(), Some(expected))
+            (
+                serde_json::Value::Object(fields).to_string().into_bytes(),
+                Some(expected),
+            )
         }
     };
     let method = input.method;
@@ -485,7 +520,11 @@ fuzz_target!(|input: Input<'_>| {
     );
     let json = answer.json();
     if answer.status == 200 {
-        assert_eq!(expected, Some((200, "")), "a 200 the contract does not give: {input:?}");
+        assert_eq!(
+            expected,
+            Some((200, "")),
+            "a 200 the contract does not give: {input:?}"
+        );
         let account = json["account_id"].as_str().unwrap();
         assert!(is_uuid(account) && json["taxpayer_id"] == account);
         let token = json["access_token"].as_str().unwrap();
@@ -493,7 +532,10 @@ fuzz_target!(|input: Input<'_>| {
         assert_eq!(json["provider_id"], "chart-sandbox");
         // Spent: the same request again is refused, and the reuse revokes the token.
         let again = send(method_name, "/auth/token", &headers, &body);
-        assert_eq!((again.status, again.json()["name"].clone()), (400, "invalid_grant_error".into()));
+        assert_eq!(
+            (again.status, again.json()["name"].clone()),
+            (400, "invalid_grant_error".into())
+        );
         let auth = format!("Bearer {token}");
         let introspect = send("GET", "/introspect", &[("Authorization", &auth)], b"");
         assert_eq!(introspect.status, 401, "a reused code's token still works");
@@ -529,7 +571,11 @@ fuzz_target!(|input: Input<'_>| {
     let grant_checked = matches!(answer.status, 429 | 500) || name == "invalid_grant_error";
     if answer.status == 429 {
         assert_eq!(answer.header("retry-after"), Some("1"));
-        assert_eq!(exchange(&code, uri).status, 200, "rate_limited: the retry succeeds");
+        assert_eq!(
+            exchange(&code, uri).status,
+            200,
+            "rate_limited: the retry succeeds"
+        );
     } else if !grant_checked && matches!(scenario, Scenario::Success | Scenario::Slow) {
         assert_eq!(
             exchange(&code, uri).status,

@@ -50,6 +50,9 @@ fuzz_target!(|input: Input<'_>| {
         ..id
     };
     if input.account != "someone-else" {
-        assert!(ring().unseal(&other, &sealed).is_err(), "a moved blob opened");
+        assert!(
+            ring().unseal(&other, &sealed).is_err(),
+            "a moved blob opened"
+        );
     }
 });

@@ -79,7 +79,11 @@ fuzz_target!(|input: Input<'_>| {
                 }
                 let vault = vault();
                 vault
-                    .put(account, &ProviderId::from(provider), &AccessToken::new(token))
+                    .put(
+                        account,
+                        &ProviderId::from(provider),
+                        &AccessToken::new(token),
+                    )
                     .await
                     .unwrap();
                 let record = vault.store().get(account).await.unwrap().unwrap();
