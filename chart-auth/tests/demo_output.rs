@@ -9,11 +9,42 @@ use chart_auth::vault::{FileStore, Keyring, TokenStore, Vault};
 #[path = "../../tests/tests/support/leaks.rs"]
 mod leaks;
 
-/// The demo example, which `cargo test` builds beside this test.
+/// The demo example, which `cargo test` builds beside this test. `cargo test --test
+/// demo_output` alone does not build examples, so a binary older than any source it is
+/// built from is refused rather than run.
 fn demo_binary() -> std::path::PathBuf {
     let deps = std::env::current_exe().unwrap();
     let profile = deps.parent().unwrap().parent().unwrap();
-    profile.join("examples").join("demo")
+    let demo = profile.join("examples").join("demo");
+    let built = std::fs::metadata(&demo)
+        .and_then(|m| m.modified())
+        .expect("the demo example is built by `cargo test` (or `cargo build --example demo`)");
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![
+        crate_dir.join("Cargo.toml"),
+        crate_dir.join("examples/demo.rs"),
+    ];
+    let mut dirs = vec![crate_dir.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path)
+            } else {
+                sources.push(path)
+            }
+        }
+    }
+    for source in sources {
+        let changed = std::fs::metadata(&source).unwrap().modified().unwrap();
+        assert!(
+            changed <= built,
+            "the demo binary is older than {}: run `cargo build -p chart-auth --example demo` \
+             (or the whole `cargo test`) first",
+            source.display()
+        );
+    }
+    demo
 }
 
 #[tokio::test]

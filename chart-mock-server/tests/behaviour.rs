@@ -151,7 +151,10 @@ const SCENARIOS: [&str; 5] = ["success", "rate_limited", "server_error", "slow",
 const URIS: [&str; 2] = [REDIRECT, REDIRECT_2];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    // 32 cases unless PROPTEST_CASES says otherwise (each case runs a mock).
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(32)
+    ))]
 
     #[test]
     fn the_code_lifecycle_agrees_with_a_model(ops in proptest::collection::vec(op(), 1..40)) {

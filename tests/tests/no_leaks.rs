@@ -302,7 +302,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
     let _ = std::panic::catch_unwind(|| panic!("boom with {token:?}"));
 
     seen += &serde_json::to_string(&mock.journal()).unwrap();
-    seen += &raw_error_answers(&mock, &client_secret, &secrets).await;
+    seen += &raw_error_answers(&mock, &client_secret, token.expose_secret(), &secrets).await;
     seen += &format!("{client:?}\n{vault:?}\n");
     for entry in std::fs::read_dir(&dir).unwrap() {
         seen += &String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap());
@@ -330,8 +330,17 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
 }
 
 /// The mock's raw answers to requests that carry secrets and fail: a wrong secret, a
-/// spent code, a mismatched redirect_uri, a form body, a token in a URL.
-async fn raw_error_answers(mock: &MockServer, secret: &str, secrets: &[String]) -> String {
+/// spent code, a mismatched redirect_uri, a form body, a live access token in a URL.
+async fn raw_error_answers(
+    mock: &MockServer,
+    secret: &str,
+    token: &str,
+    secrets: &[String],
+) -> String {
+    assert!(
+        secrets.iter().any(|s| s == token),
+        "the token in the URL is one the leak search looks for"
+    );
     let code = secrets
         .iter()
         .find(|s| mock.chart().code_id(s).is_some())
@@ -366,11 +375,8 @@ async fn raw_error_answers(mock: &MockServer, secret: &str, secrets: &[String]) 
         http.post(url("/auth/token"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!("client_secret={secret}&code={code}")),
-        http.get(url(&format!(
-            "/introspect?access_token={}",
-            secrets[secrets.len() - 1]
-        )))
-        .bearer_auth(&secrets[secrets.len() - 1]),
+        http.get(url(&format!("/introspect?access_token={token}")))
+            .bearer_auth(token),
     ];
     for request in requests {
         let answer = request.send().await.unwrap();

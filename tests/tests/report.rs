@@ -27,18 +27,24 @@ async fn our_sdk_passes_every_check() {
         let stored = env.chart.complete(connection).await.unwrap();
         kept.insert(stored.account_id().to_owned());
     }
+    let err = env
+        .chart
+        .complete(env.embedded_code(Scenario::ServerError))
+        .await
+        .unwrap_err();
     assert!(
-        env.chart
-            .complete(env.embedded_code(Scenario::ServerError))
-            .await
-            .is_err()
+        matches!(err, chart_auth::Error::Server { status, .. } if status == 500),
+        "{err:?}"
     );
     env.mock.chart().add_fault(fault(FaultKind::Reset));
+    let err = env
+        .chart
+        .complete(env.embedded_code(Scenario::Success))
+        .await
+        .unwrap_err();
     assert!(
-        env.chart
-            .complete(env.embedded_code(Scenario::Success))
-            .await
-            .is_err()
+        matches!(err, chart_auth::Error::OutcomeUnknown { .. }),
+        "{err:?}"
     );
     let dropped = kept.iter().next().unwrap().clone();
     env.chart.introspect(&dropped).await.unwrap();
