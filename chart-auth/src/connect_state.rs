@@ -75,7 +75,7 @@ impl FlowKind {
 
 /// The unique id of one Connect state, used to refuse replayed callbacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectStateId([u8; ID_LEN]);
+pub struct ConnectStateId(pub(crate) [u8; ID_LEN]);
 
 impl ConnectStateId {
     /// The id's bytes (random, not secret).

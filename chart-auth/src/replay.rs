@@ -275,3 +275,35 @@ mod postgres {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::{Claim, MemoryReplayGuard};
+    use crate::connect_state::ConnectStateId;
+
+    fn claim(n: u8, expires_at: SystemTime) -> Claim<'static> {
+        Claim {
+            id: ConnectStateId([n; 16]),
+            expires_at,
+            session: b"s",
+        }
+    }
+
+    #[test]
+    fn a_claim_is_forgotten_once_its_state_has_expired_and_not_before() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let guard = MemoryReplayGuard::new();
+        assert!(guard.is_empty());
+        assert!(guard.claim_now(claim(1, t), t - Duration::from_secs(60)));
+        assert!(!guard.is_empty());
+        // Just before its expiry the claim is held: a replay is refused.
+        assert!(!guard.claim_now(claim(1, t), t - Duration::from_nanos(1)));
+        // At its expiry instant it is forgotten (the state no longer verifies then).
+        assert!(guard.claim_now(claim(2, t + Duration::from_secs(60)), t));
+        assert_eq!(guard.len(), 1, "the expired claim was kept");
+        assert!(guard.claim_now(claim(1, t + Duration::from_secs(60)), t));
+        assert_eq!(guard.len(), 2);
+    }
+}

@@ -414,6 +414,19 @@ fn keyring_errors_and_debug_never_show_key_material() {
         debug.contains("41") && debug.contains("primary") && debug.contains("active"),
         "the Debug output still names the keys: {debug}"
     );
+    // A vault's Debug names its client and its keyring's ids, and no key.
+    let key_c: Vec<u8> = (201..=232).collect();
+    let vault = Vault::new(
+        "debugged-client",
+        Keyring::from_key(KeyId(77), &key_c).unwrap(),
+        MemoryStore::default(),
+    );
+    let debug = format!("{vault:?}");
+    support::leaks::assert_no_leak(debug.as_bytes(), &[key_c], "Vault's Debug");
+    assert!(
+        debug.contains("debugged-client") && debug.contains("77") && debug.contains("primary"),
+        "{debug}"
+    );
     let secret_looking = "c2VjcmV0LWtleS1tYXRlcmlhbC10aGF0LWlzLXRvby1sb25nLXRvLWJlLWEta2V5";
     for text in [
         format!("1 primary {secret_looking}"),
@@ -648,11 +661,16 @@ async fn rewrap_counts_records_that_changed_meanwhile_and_leaves_them() {
     }
     let new = vault.update_keyring(|k| k.add_key()).unwrap();
     vault.update_keyring(|k| k.promote(new)).unwrap();
-    let report = vault.rewrap(|_, _| {}).await.unwrap();
+    let mut progress = Vec::new();
+    let report = vault
+        .rewrap(|done, total| progress.push((done, total)))
+        .await
+        .unwrap();
     assert_eq!(
         (report.rewrapped, report.unchanged, report.raced),
         (2, 0, 1)
     );
+    assert_eq!(progress, [(0, 3), (1, 3), (2, 3), (3, 3)]);
     // The raced record is left as the other writer wrote it, and still opens.
     assert_ne!(vault.get("b").await.unwrap().unwrap().key_id(), new);
     assert_eq!(vault.unseal("b").await.unwrap().expose_secret(), "t-b");
@@ -794,4 +812,57 @@ async fn a_store_shared_with_another_client_is_refused_by_name() {
         other => panic!("rewrap must refuse another client's record: {other:?}"),
     }
     assert_eq!(mine.unseal("acct").await.unwrap().expose_secret(), "t-a");
+}
+
+#[tokio::test]
+async fn a_record_remembers_when_it_was_stored() {
+    let vault = Vault::new("c", Keyring::generate(), MemoryStore::default());
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+    let put = vault
+        .put("acct", &ProviderId::Irs, &AccessToken::new("t"))
+        .await
+        .unwrap();
+    let after = std::time::SystemTime::now();
+    let got = vault.get("acct").await.unwrap().unwrap();
+    for at in [put.stored_at(), got.stored_at()] {
+        assert!(before <= at && at <= after, "stored_at {at:?}");
+    }
+    assert_eq!(put, got);
+}
+
+/// Rewrap walks the store a page (500 accounts) at a time: every record of several pages
+/// moves, once, and the progress counts them all.
+#[tokio::test]
+async fn rewrap_walks_every_page() {
+    const RECORDS: usize = 1_201;
+    let vault = Vault::new("c", Keyring::generate(), MemoryStore::default());
+    for n in 0..RECORDS {
+        vault
+            .put(
+                &format!("acct-{n:05}"),
+                &ProviderId::Irs,
+                &AccessToken::new(format!("t-{n}")),
+            )
+            .await
+            .unwrap();
+    }
+    let new = vault.update_keyring(|k| k.add_key()).unwrap();
+    vault.update_keyring(|k| k.promote(new)).unwrap();
+    let mut last = (0, 0);
+    let report = vault
+        .rewrap(|done, total| last = (done, total))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.rewrapped, report.unchanged, report.raced),
+        (RECORDS, 0, 0)
+    );
+    assert_eq!(last, (RECORDS, RECORDS));
+    let listed = vault.list().await.unwrap();
+    assert_eq!(listed.len(), RECORDS);
+    assert!(listed.iter().all(|a| a.key_id() == new));
+    assert_eq!(
+        vault.unseal("acct-01200").await.unwrap().expose_secret(),
+        "t-1200"
+    );
 }
