@@ -875,3 +875,72 @@ async fn tls_to_the_database_goes_through_the_callers_rustls_config() {
         Err(StoreError::Unavailable { .. })
     ));
 }
+
+/// The shared guard's own lifecycle: a release frees a claim, an expired row is taken
+/// over by a new claim of its id, and cleanup deletes exactly the expired rows.
+#[tokio::test]
+async fn the_postgres_guard_releases_takes_over_expired_rows_and_cleans_up() {
+    use chart_auth::{Claim, FlowKind, ReplayGuard};
+    let db = TestDb::create().await;
+    let guard = PostgresReplayGuard::new(&db.pool());
+    guard.migrate().await.unwrap();
+    let signer = ConnectStateSigner::generate();
+    let id = || {
+        let state = signer.issue(&Flow::Embedded, b"s");
+        signer
+            .verify(&state, b"s", FlowKind::Embedded)
+            .unwrap()
+            .id()
+    };
+    let now = std::time::SystemTime::now();
+    let (past, future) = (
+        now - std::time::Duration::from_secs(60),
+        now + std::time::Duration::from_secs(600),
+    );
+    let claim = |id, expires_at| Claim {
+        id,
+        expires_at,
+        session: b"s",
+    };
+    let (client, conn) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let rows = async || {
+        let row = client
+            .query_one("SELECT count(*) FROM chart_auth_replay", &[])
+            .await
+            .unwrap();
+        row.get::<_, i64>(0)
+    };
+
+    // Release: the claim is forgotten, so the same id can be claimed again.
+    let released = id();
+    assert!(guard.claim(claim(released, future)).await.unwrap());
+    assert!(!guard.claim(claim(released, future)).await.unwrap());
+    guard.release(released).await.unwrap();
+    assert!(guard.claim(claim(released, future)).await.unwrap());
+
+    // Takeover: a row whose state expired belongs to nobody; a live one stays held.
+    let expired = id();
+    assert!(guard.claim(claim(expired, past)).await.unwrap());
+    assert!(guard.claim(claim(expired, future)).await.unwrap());
+    assert!(!guard.claim(claim(expired, future)).await.unwrap());
+
+    // Cleanup deletes the expired rows only, and counts them. The rows are left as an
+    // instance that died would leave them, after the last claim: a claim may clean up
+    // (about one in 64), which would make the count below depend on chance.
+    for n in 0u8..3 {
+        client
+            .execute(
+                "INSERT INTO chart_auth_replay (state_id, expires_at) \
+                 VALUES ($1, now() - interval '1 minute')",
+                &[&vec![n; 16]],
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(rows().await, 5);
+    assert_eq!(guard.cleanup().await.unwrap(), 3);
+    assert_eq!(rows().await, 2);
+    assert_eq!(guard.cleanup().await.unwrap(), 0);
+    assert!(!guard.claim(claim(released, future)).await.unwrap());
+}
