@@ -362,3 +362,36 @@ fn jitter(max: Duration) -> Duration {
     }
     max.mul_f64(f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{backoff, jitter};
+    use crate::config::RetryPolicy;
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_never_passes_the_cap() {
+        let policy = RetryPolicy {
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(700),
+            ..RetryPolicy::default()
+        };
+        // Full jitter: each wait is in [0, min(base * 2^(attempt-1), cap)].
+        for (attempt, ceiling) in [(1, 100), (2, 200), (3, 400), (4, 700), (5, 700), (40, 700)] {
+            let waits: Vec<Duration> = (0..200).map(|_| backoff(&policy, attempt)).collect();
+            let ceiling = Duration::from_millis(ceiling);
+            assert!(waits.iter().all(|w| *w <= ceiling), "attempt {attempt}");
+            // Spread over the range, not stuck at either end.
+            assert!(waits.iter().any(|w| *w > ceiling / 2), "attempt {attempt}");
+            assert!(waits.iter().any(|w| *w < ceiling / 2), "attempt {attempt}");
+        }
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound() {
+        let max = Duration::from_secs(3);
+        assert!((0..1_000).map(|_| jitter(max)).all(|j| j <= max));
+        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+    }
+}

@@ -731,10 +731,15 @@ fn the_request_log_keeps_to_its_budget_and_counts_what_it_leaves_out() {
         .sum();
     let sent = SENT as u64;
     assert_eq!(logged + skipped, sent, "every request is logged or counted");
-    assert!(
-        skipped > 0,
-        "{SENT} requests in {seconds} s were all logged"
-    );
+    // The budget is 100 lines in each second: requests that came faster than that must
+    // have been counted rather than logged. (On a loaded machine they may not come that
+    // fast; then nothing need be skipped, and the bound below still holds.)
+    if sent > 100 * (seconds + 1) {
+        assert!(
+            skipped > 0,
+            "{SENT} requests in {seconds} s were all logged"
+        );
+    }
     assert!(
         logged <= 100 * (seconds + 1),
         "{logged} lines in {seconds} s"
@@ -1228,8 +1233,10 @@ fn silent_sockets_never_keep_a_health_check_out() {
     );
     let took = started.elapsed();
     assert_eq!(status, 200);
+    // It is answered at all, which is the property; the bound is loose enough to hold
+    // with the machine at load 8 (the latency itself is measured by the wrk harness).
     assert!(
-        took < Duration::from_secs(1),
+        took < Duration::from_secs(10),
         "the health check took {took:?}"
     );
     // The oldest silent sockets were closed by the mock to make room (the cap is below
@@ -1279,7 +1286,13 @@ async fn silent_and_idle_connections_are_closed() {
     let mut head = [0u8; 12];
     h1.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
-    closed_within(h1).await;
+    // Not before the idle timeout (400 ms from the answer): a lower bound, which load
+    // cannot break. That it closes at all, within 5 s, is checked by closed_within.
+    let took = closed_within(h1).await;
+    assert!(
+        took >= Duration::from_millis(250),
+        "the idle HTTP/1 connection was closed too soon: {took:?}"
+    );
 
     // HTTP/2 (prior knowledge): one request, then idle; the mock ends the connection.
     let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();

@@ -377,7 +377,8 @@ async fn faults(t: Target) {
     fault(json!({"kind": "latency", "delay_ms": 50})).await;
     let code = t.code(None, "success").await;
     assert_eq!(t.exchange(&code, None).await.status, StatusCode::OK);
-    // reset and empty: no usable answer; the code is spent.
+    // reset and empty: no usable answer; the code is spent. On the wire they differ:
+    // `reset` closes before any byte of an answer, `empty` after the status line.
     for kind in ["reset", "empty"] {
         fault(json!({"kind": kind})).await;
         let code = t.code(None, "success").await;
@@ -387,13 +388,27 @@ async fn faults(t: Target) {
                 Method::POST,
                 "/auth/token",
                 &[("content-type", "application/json")],
-                body,
+                body.clone(),
             )
             .await;
         assert!(got.is_err(), "{kind}: the connection breaks");
         t.exchange(&code, None)
             .await
             .error(400, "invalid_grant_error");
+
+        fault(json!({"kind": kind})).await;
+        let raw = raw_answer(&t.base, &body).await;
+        let text = String::from_utf8_lossy(&raw);
+        match kind {
+            "reset" => assert!(raw.is_empty(), "reset sent {text:?}"),
+            _ => {
+                assert!(text.starts_with("HTTP/1.1 200"), "empty sent {text:?}");
+                assert!(
+                    !text.contains("access_token"),
+                    "empty sent a body: {text:?}"
+                );
+            }
+        }
     }
     // malformed_json: a 200 whose body is not JSON.
     fault(json!({"kind": "malformed_json"})).await;
@@ -448,7 +463,8 @@ async fn faults(t: Target) {
         .into_iter()
         .filter(|e| e["fault"].is_string())
         .collect();
-    assert_eq!(faulted.len(), 8);
+    // 8 through the client, and the raw reset and empty requests.
+    assert_eq!(faulted.len(), 10);
 }
 
 async fn connect_page(t: Target) {
@@ -855,4 +871,26 @@ fn near_misses(registered: &str) -> Vec<String> {
             &registered[host_end..]
         ),
     ]
+}
+
+/// The bytes a `POST /auth/token` gets back on a raw connection, until the mock closes it
+/// (a reset reads as the bytes before it).
+async fn raw_answer(base: &str, body: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /auth/token HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
 }

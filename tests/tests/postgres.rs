@@ -591,15 +591,17 @@ async fn a_restarted_database_fails_typed_then_recovers() {
         );
     }
     cluster.ctl("start");
-    // The pool drops the dead connections and opens new ones.
+    // The pool drops the dead connections and opens new ones. Each failed get drops one
+    // dead connection; the server may also still be starting, so the attempts are spaced
+    // (up to 20 s in all, which holds at any load) rather than counted on.
     let mut back = None;
-    for _ in 0..20 {
+    for _ in 0..200 {
         match store.get("a").await {
             Ok(r) => {
                 back = r;
                 break;
             }
-            Err(_) => tokio::task::yield_now().await,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
     }
     assert_eq!(back.expect("the record is back").sealed, b"1");
