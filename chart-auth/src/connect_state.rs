@@ -65,6 +65,11 @@ pub enum FlowKind {
 
 impl FlowKind {
     /// `"redirect"` or `"embedded"`.
+    ///
+    /// ```
+    /// use chart_auth::FlowKind;
+    /// assert_eq!((FlowKind::Redirect.as_str(), FlowKind::Embedded.as_str()), ("redirect", "embedded"));
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Redirect => "redirect",

@@ -95,6 +95,13 @@ async fn answers_are_nosniff_and_a_denied_error_cannot_forge_log_lines() {
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(text.contains("callback refused"), "{text}");
+    // Each line names the flow the callback came by.
+    assert!(
+        text.lines()
+            .filter(|l| l.contains("callback refused"))
+            .all(|l| l.contains("flow=\"redirect\"") || l.contains("flow=redirect")),
+        "{text}"
+    );
     assert!(
         !text.lines().any(|l| l.starts_with("2031-01-01")),
         "a forged log line: {text}"

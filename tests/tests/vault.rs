@@ -866,3 +866,21 @@ async fn rewrap_walks_every_page() {
         "t-1200"
     );
 }
+
+/// The shortest sealed blob is a header and a tag around an empty ciphertext (33 bytes):
+/// its key id reads; one byte less is truncated.
+#[test]
+fn the_shortest_blob_reads_and_one_byte_less_is_truncated() {
+    let mut blob = vec![1, 0, 0, 0, 9];
+    blob.resize(1 + 4 + 12 + 16, 0);
+    assert_eq!(chart_auth::vault::sealed_key_id(&blob).unwrap(), KeyId(9));
+    blob.pop();
+    assert!(matches!(
+        chart_auth::vault::sealed_key_id(&blob),
+        Err(VaultError::Truncated(32))
+    ));
+    let ring = golden_ring();
+    let empty = ring.seal(&ID, b"").unwrap();
+    assert_eq!(empty.len(), 33);
+    assert!(ring.unseal(&ID, &empty).unwrap().is_empty());
+}
