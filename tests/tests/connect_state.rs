@@ -379,3 +379,30 @@ fn scrubbing_never_leaves_a_secret_even_one_the_marker_spells() {
             .contains("s3cr3t")
     );
 }
+
+/// The default lifetime is 15 minutes: a state 14 minutes old verifies, one just past 15
+/// minutes has expired. The signer's Debug shows the lifetime and never the key.
+#[test]
+fn the_default_state_lifetime_is_fifteen_minutes_and_debug_hides_the_key() {
+    assert_eq!(ConnectStateSigner::DEFAULT_TTL, Duration::from_secs(900));
+    let key = [0x5a; 32];
+    let signer = ConnectStateSigner::from_key(&key).unwrap();
+    let now = SystemTime::now();
+    let fresh = signer.issue_at(&Flow::Embedded, b"s", now - Duration::from_secs(14 * 60));
+    assert!(signer.verify(&fresh, b"s", FlowKind::Embedded).is_ok());
+    let stale = signer.issue_at(
+        &Flow::Embedded,
+        b"s",
+        now - Duration::from_secs(15 * 60 + 1),
+    );
+    assert_eq!(
+        signer.verify(&stale, b"s", FlowKind::Embedded).unwrap_err(),
+        ConnectStateError::Expired
+    );
+    let debug = format!("{signer:?}");
+    support::leaks::assert_no_leak(debug.as_bytes(), &[key.to_vec()], "the signer's Debug");
+    assert!(
+        debug.contains("<redacted>") && debug.contains("900s"),
+        "{debug}"
+    );
+}
