@@ -406,3 +406,28 @@ fn the_default_state_lifetime_is_fifteen_minutes_and_debug_hides_the_key() {
         "{debug}"
     );
 }
+
+/// States are at most 4,096 characters (`MAX_CONNECT_STATE_LEN`), checked before any
+/// decoding: a state of exactly that length (a long redirect_uri) verifies, and the
+/// same state grown past it is refused even though it is signed.
+#[test]
+fn a_state_of_the_maximum_length_verifies_and_a_longer_one_is_refused() {
+    let signer = ConnectStateSigner::generate();
+    let state_for = |len: usize| {
+        let uri = format!("https://example.com/{}", "a".repeat(len));
+        let flow = Flow::Redirect { redirect_uri: uri };
+        signer.issue(&flow, b"s")
+    };
+    let at_limit = (0..4096)
+        .find(|&len| state_for(len).len() == chart_auth::MAX_CONNECT_STATE_LEN)
+        .expect("some redirect_uri gives a state of exactly the limit");
+    let state = state_for(at_limit);
+    assert_eq!(state.len(), 4096);
+    assert!(signer.verify(&state, b"s", FlowKind::Redirect).is_ok());
+    let longer = state_for(at_limit + 1);
+    assert!(longer.len() > 4096);
+    assert_eq!(
+        signer.verify(&longer, b"s", FlowKind::Redirect).unwrap_err(),
+        ConnectStateError::Forged
+    );
+}
