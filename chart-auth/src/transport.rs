@@ -206,10 +206,13 @@ impl Transport {
                         detail: answer.detail(),
                     });
                 }
+                // A wait past the deadline is not waited for: the answer goes back as it
+                // is (a 429 becomes `RateLimited` with its Retry-After), not a timeout.
                 Ok(Ok(answer)) => match retry_after(&answer) {
                     Some(wait)
                         if attempt < self.retry.max_attempts
-                            && wait <= self.retry.max_retry_after =>
+                            && wait <= self.retry.max_retry_after
+                            && Instant::now() + wait < deadline =>
                     {
                         tracing::debug!(
                             attempt,

@@ -49,8 +49,8 @@ fn sid() -> &'static str {
     std::str::from_utf8(SESSION).unwrap()
 }
 
-async fn call(
-    service: &CallbackService<MemoryStore>,
+async fn call<S: chart_auth::vault::TokenStore + 'static>(
+    service: &CallbackService<S>,
     req: Request<Full<Bytes>>,
 ) -> (Response<()>, Value, String) {
     let resp = service.handle(req).await;
@@ -591,6 +591,52 @@ async fn one_session_cannot_fill_the_memory_replay_guard() {
     let (resp, body, _) = call(&service, get(&query, Some(sid()))).await;
     assert_eq!(resp.status(), StatusCode::OK, "{body}");
     // And a replay of it is still refused, before the code is resent.
+    let (resp, _, _) = call(&service, get(&query, Some(sid()))).await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert_eq!(cb.env.token_requests_for(&code), 1);
+}
+
+/// The callback's answer when the token could not be stored: a 500 that names the case,
+/// a sentence for the user, no token, and nothing stored; the claim stays (the code was
+/// spent), so a reload is refused rather than resent.
+#[tokio::test]
+async fn the_callback_answers_not_stored_with_a_user_message_and_no_token() {
+    let cb = setup().await;
+    let chart = chart_auth::ChartConnect::new(
+        cb.env.client.clone(),
+        ConnectStateSigner::from_key(&STATE_KEY).unwrap(),
+        Arc::new(Vault::new(
+            chart_mock_server::SANDBOX_CLIENT_ID,
+            chart_auth::vault::Keyring::generate(),
+            BrokenStore::default(),
+        )),
+    );
+    let service = CallbackService::builder(chart)
+        .session(|parts| {
+            let cookie = parts.headers.get("cookie")?.to_str().ok()?;
+            cookie.strip_prefix("sid=").map(|s| s.as_bytes().to_vec())
+        })
+        .build();
+    let code = cb.env.mint(true, Scenario::Success);
+    let query = q(&code, &cb.redirect_state());
+    let (resp, body, text) = call(&service, get(&query, Some(sid()))).await;
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["error"].as_str()),
+        (Some("error"), Some("not_stored"))
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        !message.is_empty() && !message.contains("store"),
+        "{message}"
+    );
+    let issued = cb.env.mock.journal();
+    let token_answer = issued
+        .iter()
+        .find(|e| e.path == "/auth/token" && e.status == 200)
+        .expect("the exchange succeeded");
+    assert!(!text.contains(&token_answer.request_id));
+    assert!(!text.contains("access_token"));
     let (resp, _, _) = call(&service, get(&query, Some(sid()))).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert_eq!(cb.env.token_requests_for(&code), 1);

@@ -427,7 +427,9 @@ fn a_state_of_the_maximum_length_verifies_and_a_longer_one_is_refused() {
     let longer = state_for(at_limit + 1);
     assert!(longer.len() > 4096);
     assert_eq!(
-        signer.verify(&longer, b"s", FlowKind::Redirect).unwrap_err(),
+        signer
+            .verify(&longer, b"s", FlowKind::Redirect)
+            .unwrap_err(),
         ConnectStateError::Forged
     );
 }

@@ -736,3 +736,28 @@ async fn a_code_inside_the_error_name_does_not_change_the_error() {
         assert!(!format!("{err:?}").contains(&format!("\"{code}\"")));
     }
 }
+
+/// A token goes only into a vault of the client it was issued to: another client's
+/// vault refuses it (WrongClient) and stores nothing.
+#[tokio::test]
+async fn an_exchanged_token_is_stored_only_in_its_own_clients_vault() {
+    use chart_auth::vault::{Keyring, MemoryStore, Vault};
+    let env = env().await;
+    let exchanged = env
+        .embedded_code(Scenario::Success)
+        .exchange(&env.client)
+        .await
+        .unwrap();
+    let other = Vault::new(
+        "another-client",
+        Keyring::generate(),
+        MemoryStore::default(),
+    );
+    let err = exchanged.store(&other).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Vault(chart_auth::VaultError::WrongClient)),
+        "{err:?}"
+    );
+    assert!(other.list().await.unwrap().is_empty());
+    assert!(!err.user_message().is_empty());
+}

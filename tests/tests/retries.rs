@@ -208,6 +208,27 @@ async fn retries_and_time_limits() {
     );
     assert_eq!(env.token_requests_for(&code), 2);
 
+    // A Retry-After within the cap but past the overall deadline is not waited for: the
+    // 429 comes back at once as RateLimited with its wait, for the frontend to show.
+    let env_deadline = support::env_with(|b| {
+        b.connect_timeout(Duration::from_secs(1))
+            .request_timeout(Duration::from_secs(1))
+            .deadline(Duration::from_secs(2))
+    })
+    .await;
+    env_deadline.mock.add_fault(status_fault(429, 1, Some(5)));
+    let code = env_deadline.mint(false, Scenario::Success);
+    let err = env_deadline
+        .receive(&code, chart_auth::Flow::Embedded)
+        .exchange(&env_deadline.client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::RateLimited { retry_after: Some(w), .. } if w == Duration::from_secs(5)),
+        "{err:?}"
+    );
+    assert_eq!(token_requests(&env_deadline), 1, "not resent");
+
     // The response cap holds without a Content-Length: a chunked answer that never ends
     // is cut at the cap.
     let endless = TcpListener::bind("127.0.0.1:0").unwrap();
