@@ -271,6 +271,45 @@ async fn the_binary_prints_its_url_and_sandbox_credentials_and_stops_on_sigterm(
     assert!(child.wait().unwrap().success(), "a graceful stop exits 0");
 }
 
+/// Ctrl-C (SIGINT) stops it gracefully too, and `--addr` takes a host name or a bare
+/// port as well as an address.
+#[test]
+fn sigint_stops_it_and_addr_takes_a_host_name_or_a_bare_port() {
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (addr, url_prefix) in [
+        ("localhost:0".to_owned(), "http://localhost:".to_owned()),
+        (
+            free_port.to_string(),
+            format!("http://127.0.0.1:{free_port}"),
+        ),
+    ] {
+        let (mut child, lines) = sandbox_binary(&["--addr", &addr]);
+        let url = lines[0].rsplit(' ').next().unwrap().to_owned();
+        assert!(url.starts_with(&url_prefix), "--addr {addr}: {lines:?}");
+        let port = url.rsplit(':').next().unwrap().trim_end_matches('/');
+        let (status, _) = raw_request(
+            &format!("127.0.0.1:{port}"),
+            "GET /__chart/health",
+            &[&format!("Host: 127.0.0.1:{port}")],
+            "",
+        );
+        assert_eq!(status, 200, "--addr {addr}");
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(
+            child.wait().unwrap().success(),
+            "SIGINT is a graceful stop, exit 0"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_binary_serves_tls_with_the_ca_it_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -1164,6 +1203,32 @@ fn the_admin_token_guards_the_control_plane_from_a_remote_peer() {
     );
     let _ = child.kill();
     let _ = child.wait();
+
+    // The token from CHART_MOCK_ADMIN_TOKEN, kept out of `ps`, guards it the same way.
+    let from_env = "admin-token-from-the-environment";
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
+            .args(["--addr", &format!("{}:0", peer.host_ip)])
+            .env("CHART_MOCK_ADMIN_TOKEN", from_env)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first.trim().rsplit(' ').next().unwrap().to_owned();
+    let health = format!("{base}/__chart/health");
+    assert_eq!(peer.curl(&[&health]), 401, "no token");
+    assert_eq!(
+        peer.curl(&["-H", &auth, &health]),
+        401,
+        "the other mock's token"
+    );
+    let auth = format!("Authorization: Bearer {from_env}");
+    assert_eq!(peer.curl(&["-H", &auth, &health]), 200);
 }
 
 /// A child process killed when dropped, so that a failing test leaves none behind.
@@ -1361,4 +1426,61 @@ async fn the_journal_is_bounded_in_bytes() {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// DESIGN §6: at least 100,000 outstanding codes by default, the oldest evicted first.
+/// Codes sit in 16 shards with room to spare, so a code outlives at least 100,000 later
+/// ones, and is evicted (memory stays bounded) before twice as many.
+#[test]
+fn the_default_keeps_100_000_codes_and_evicts_the_oldest() {
+    let config = MockConfig::default();
+    assert_eq!(config.max_codes, 100_000);
+    let chart = chart_mock_server::Chart::new(&config);
+    let mint = || {
+        chart
+            .mint(&MintRequest {
+                client_id: chart_mock_server::SANDBOX_CLIENT_ID.into(),
+                ..Default::default()
+            })
+            .unwrap()
+            .code
+    };
+    let first = mint();
+    let mut later = 0;
+    while chart.code_id(&first).is_some() {
+        assert!(later < 200_000, "the oldest code was never evicted");
+        mint();
+        later += 1;
+    }
+    assert!(later >= 100_000, "evicted after only {later} later codes");
+}
+
+/// A client's configured `allowed_origins` replace the local defaults: only those may
+/// embed the page and receive its code.
+#[test]
+fn configured_allowed_origins_replace_the_local_defaults() {
+    let mut config = MockConfig::default();
+    config.clients[0].allowed_origins = vec!["https://app.example/".into()];
+    let chart = Arc::new(chart_mock_server::Chart::new(&config));
+    let form = |origin: &str| {
+        let origin: String = form_urlencoded::byte_serialize(origin.as_bytes()).collect();
+        format!(
+            "client_id={}&state=s&app_type=spa&sdk_host_url={origin}",
+            chart_mock_server::SANDBOX_CLIENT_ID
+        )
+    };
+    let check = |origin: &str| {
+        chart_mock_server::fuzzing::connect_form(chart.clone(), form(origin).as_bytes())
+    };
+    assert_eq!(check("https://app.example"), Ok(()));
+    assert_eq!(check("HTTPS://APP.EXAMPLE"), Ok(()));
+    for refused in [
+        "http://localhost:5173",
+        "http://127.0.0.1:3000",
+        "http://app.example",
+        "https://app.example.evil.example",
+        "https://app.example:8443",
+    ] {
+        assert!(check(refused).is_err(), "{refused} was allowed");
+    }
 }
