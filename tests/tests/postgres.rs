@@ -946,3 +946,44 @@ async fn the_postgres_guard_releases_takes_over_expired_rows_and_cleans_up() {
     assert_eq!(guard.cleanup().await.unwrap(), 0);
     assert!(!guard.claim(claim(released, future)).await.unwrap());
 }
+
+/// `list` walks the table a page (1,000 rows) at a time, in byte order whatever the
+/// database's collation; `count`, `list_page` and a vault's rewrap agree across pages.
+#[tokio::test]
+async fn listing_and_rewrap_page_past_one_page_in_byte_order() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let vault = Vault::new("c", Keyring::generate(), store.clone());
+    // Mixed case and non-ASCII: a locale collation would sort these differently.
+    let mut accounts: Vec<String> = (0..2_345)
+        .map(|n| match n % 3 {
+            0 => format!("acct-{n:05}"),
+            1 => format!("Acct-{n:05}"),
+            _ => format!("äcct-{n:05}"),
+        })
+        .collect();
+    for account in &accounts {
+        vault
+            .put(account, &ProviderId::Irs, &AccessToken::new("t"))
+            .await
+            .unwrap();
+    }
+    accounts.sort();
+    assert_eq!(store.list().await.unwrap(), accounts);
+    assert_eq!(store.count().await.unwrap(), accounts.len());
+    let page = store.list_page(Some(&accounts[999]), 1_000).await.unwrap();
+    assert_eq!(page, accounts[1_000..2_000]);
+
+    let new = vault.update_keyring(|k| k.add_key()).unwrap();
+    vault.update_keyring(|k| k.promote(new)).unwrap();
+    let report = vault.rewrap(|_, _| {}).await.unwrap();
+    assert_eq!(report.rewrapped, accounts.len());
+    assert!(
+        vault
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.key_id() == new)
+    );
+}
