@@ -311,3 +311,68 @@ async fn each_bad_client_fails_exactly_the_check_it_breaks() {
     assert_eq!(status, 200);
     assert!(mock.report(None).clients.is_empty());
 }
+
+/// Retry-After is graded per code: another code right after a 429 is no early retry,
+/// and the wait is the header's seconds (a retry 30 s after `Retry-After: 60` is early).
+/// Each check states its own rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_graded_per_code_and_in_seconds() {
+    let mut config = MockConfig {
+        rate_limit_per_minute: Some(2),
+        ..MockConfig::default()
+    };
+    for id in ["other-code", "early"] {
+        config.clients.push(ClientConfig {
+            client_id: id.into(),
+            client_secret: format!("{id}-secret"),
+            redirect_uris: vec![redirect_uri()],
+            allowed_origins: Vec::new(),
+        });
+    }
+    let mock = MockServer::start(config).await.unwrap();
+    let token = |client: &str, code: &str| {
+        raw(
+            &mock,
+            &format!("POST /auth/token{VERSION}"),
+            JSON,
+            &token_body(client, code, None),
+        )
+        .0
+    };
+    // A 429 for one code (its scenario), then at once a different code: no retry.
+    let a = mint(&mock, "other-code", false, Scenario::RateLimited);
+    let b = mint(&mock, "other-code", false, Scenario::Success);
+    assert_eq!(token("other-code", &a), 429);
+    assert_eq!(token("other-code", &b), 200);
+    // The configured limit: a 429 with Retry-After: 60, then the same code 30 s later on
+    // the mock's clock.
+    let code = mint(&mock, "early", false, Scenario::Success);
+    assert_eq!(token("early", &code), 429);
+    mock.advance_clock(std::time::Duration::from_secs(30));
+    token("early", &code);
+
+    let report = mock.report(None);
+    let graded = |client: &str| {
+        report
+            .client(client)
+            .unwrap()
+            .check(Check::RetryAfterHonoured)
+            .verdict
+    };
+    assert_eq!(
+        graded("other-code"),
+        Verdict::Pass,
+        "another code is no retry"
+    );
+    assert_eq!(
+        graded("early"),
+        Verdict::Fail,
+        "30 s is less than Retry-After: 60"
+    );
+
+    let rules: HashSet<&str> = Check::ALL.iter().map(|c| c.rule()).collect();
+    assert_eq!(rules.len(), Check::ALL.len(), "each check has its own rule");
+    assert!(rules.iter().all(|r| r.len() > 20), "{rules:?}");
+    assert!(Check::RedirectUri.rule().contains("redirect_uri"));
+    assert!(Check::RetryAfterHonoured.rule().contains("Retry-After"));
+}
