@@ -249,3 +249,36 @@ pub struct Introspection {
     /// The tax provider.
     pub provider_id: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::token_request;
+    use crate::secret::{AuthorizationCode, ClientSecret};
+
+    /// The request buffer is sized once for the worst case (every char escaped as
+    /// `\u00XX`), so it never grows and leaves no unzeroized copy behind.
+    #[test]
+    fn the_token_request_buffer_never_grows() {
+        for n in [0, 1, 10, 300] {
+            let worst = "\u{1}".repeat(n);
+            let uri = format!("https://e.example/{worst}");
+            let mut buf = token_request(
+                &worst,
+                &ClientSecret::new(worst.clone()),
+                &AuthorizationCode::new(worst.clone()),
+                Some(&uri),
+            )
+            .unwrap();
+            let sized_for = 6 * (3 * n + uri.len()) + 96;
+            let vec = buf.as_mut_vec();
+            assert!(vec.len() <= vec.capacity());
+            assert!(
+                vec.capacity() <= sized_for,
+                "n = {n}: grew to {} (sized for {sized_for})",
+                vec.capacity()
+            );
+            let body: serde_json::Value = serde_json::from_slice(vec).unwrap();
+            assert_eq!(body["code"], worst.as_str());
+        }
+    }
+}

@@ -80,7 +80,14 @@ async fn expect_grant_error(env: &Env, code: &str, flow: Flow) {
         err.detail().unwrap().name.as_deref(),
         Some("invalid_grant_error")
     );
-    assert!(err.request_id().is_some());
+    // The request id is the one the mock answered with (its journal's), as sent.
+    let journal = env.mock.journal();
+    let answered = journal
+        .iter()
+        .rev()
+        .find(|e| e.path == "/auth/token")
+        .expect("the mock saw the exchange");
+    assert_eq!(err.request_id(), Some(answered.request_id.as_str()));
     assert!(err.user_message().contains("connect your account again"));
     assert!(!err.is_retryable());
 }
