@@ -252,8 +252,45 @@ pub struct Introspection {
 
 #[cfg(test)]
 mod tests {
-    use super::token_request;
+    use super::{TokenResponse, error_from_response, token_request};
     use crate::secret::{AuthorizationCode, ClientSecret};
+
+    #[test]
+    fn secrets_are_scrubbed_from_what_an_error_keeps() {
+        let body = br#"{"name":"invalid_grant_error","message":"code abc123 and s3cr3t"}"#;
+        let err = error_from_response(
+            http::StatusCode::BAD_REQUEST,
+            &http::HeaderMap::new(),
+            body,
+            &["", "abc123", "s3cr3t"],
+        );
+        let detail = err.detail().unwrap();
+        assert_eq!(
+            detail.message.as_deref(),
+            Some("code <redacted> and <redacted>")
+        );
+        // A secret that the replacement itself spells cannot be scrubbed: nothing is kept.
+        let body = br#"{"name":"invalid_grant_error","message":"no <redacted> here"}"#;
+        let err = error_from_response(
+            http::StatusCode::BAD_REQUEST,
+            &http::HeaderMap::new(),
+            body,
+            &["redacted"],
+        );
+        assert_eq!(err.detail().unwrap().message, None);
+    }
+
+    #[test]
+    fn a_malformed_token_response_names_the_kind_of_failure() {
+        for (body, kind) in [
+            (&b"{"[..], "unexpected end of input"),
+            (b"x", "syntax error"),
+            (br#"{"account_id":1}"#, "missing or mistyped field"),
+        ] {
+            let err = TokenResponse::parse(body).err().unwrap();
+            assert!(err.to_string().contains(kind), "{err}");
+        }
+    }
 
     /// The request buffer is sized once for the worst case (every char escaped as
     /// `\u00XX`), so it never grows and leaves no unzeroized copy behind.
