@@ -468,3 +468,39 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Check, Endpoint, Observation, Verdict, grade};
+
+    /// A retry after `Retry-After: 1` may come one millisecond early (the clock's step),
+    /// and not two.
+    #[test]
+    fn retry_after_allows_one_millisecond_of_clock_step() {
+        let code = Some(uuid::Uuid::from_u128(7));
+        let throttled = Observation {
+            at_ms: 10_000,
+            endpoint: Some(Endpoint::Token),
+            status: 429,
+            retry_after: Some(1),
+            code_id: code,
+            ..Observation::default()
+        };
+        for (retry_at, verdict) in [(10_999, Verdict::Pass), (10_998, Verdict::Fail)] {
+            let retry = Observation {
+                at_ms: retry_at,
+                endpoint: Some(Endpoint::Token),
+                status: 200,
+                code_id: code,
+                ..Observation::default()
+            };
+            let result = grade(Check::RetryAfterHonoured, &[&throttled, &retry], None);
+            assert_eq!(
+                result.verdict,
+                verdict,
+                "a retry at +{} ms",
+                retry_at - 10_000
+            );
+        }
+    }
+}
