@@ -802,14 +802,21 @@ fn an_unread_stderr_never_stalls_the_mock() {
 /// The binary with the sandbox defaults and `--log-format format`, its stderr piped;
 /// gives the child (killed on drop) and its base URL.
 fn logging_binary(format: &str) -> (Running, String) {
-    let mut child = Running(
-        Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
-            .args(["--addr", "127.0.0.1:0", "--log-format", format])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    started_binary(|c| {
+        c.args(["--addr", "127.0.0.1:0", "--log-format", format])
+            .stderr(std::process::Stdio::piped());
+    })
+}
+
+/// The binary as `configure` sets it up (stderr discarded unless it says otherwise),
+/// once it has printed the URL it serves; gives the child (killed on drop) and the URL.
+fn started_binary(configure: impl FnOnce(&mut Command)) -> (Running, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chart-mock-server"));
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    configure(&mut command);
+    let mut child = Running(command.spawn().unwrap());
     let mut first = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut first)
@@ -1152,23 +1159,15 @@ impl Drop for RemotePeer {
 fn the_admin_token_guards_the_control_plane_from_a_remote_peer() {
     let peer = RemotePeer::new();
     let token = "admin-token-for-the-remote-test";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
-        .args([
+    let (child, base) = started_binary(|c| {
+        c.args([
             "--addr",
             &format!("{}:0", peer.host_ip),
             "--admin-token",
             token,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(base.contains(&peer.host_ip), "{first}");
+        ]);
+    });
+    assert!(base.contains(&peer.host_ip), "{base}");
     let auth = format!("Authorization: Bearer {token}");
     let mint = [
         "-X",
@@ -1201,25 +1200,14 @@ fn the_admin_token_guards_the_control_plane_from_a_remote_peer() {
         401,
         "invalid_token, not admin"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 
     // The token from CHART_MOCK_ADMIN_TOKEN, kept out of `ps`, guards it the same way.
     let from_env = "admin-token-from-the-environment";
-    let mut child = Running(
-        Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
-            .args(["--addr", &format!("{}:0", peer.host_ip)])
-            .env("CHART_MOCK_ADMIN_TOKEN", from_env)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first.trim().rsplit(' ').next().unwrap().to_owned();
+    let (_child, base) = started_binary(|c| {
+        c.args(["--addr", &format!("{}:0", peer.host_ip)])
+            .env("CHART_MOCK_ADMIN_TOKEN", from_env);
+    });
     let health = format!("{base}/__chart/health");
     assert_eq!(peer.curl(&[&health]), 401, "no token");
     assert_eq!(
