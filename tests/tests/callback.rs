@@ -255,8 +255,10 @@ async fn refusals_have_the_right_status_and_message() {
     assert_eq!(resp.status(), StatusCode::OK);
     // Other methods.
     let put = Request::put("/").body(Full::new(Bytes::new())).unwrap();
-    let (resp, _, _) = call(&cb.service, put).await;
+    let (resp, body, _) = call(&cb.service, put).await;
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers()["allow"], "GET, POST");
+    assert_eq!(body["error"], "method_not_allowed");
 }
 
 #[tokio::test]

@@ -85,6 +85,20 @@ async fn answers_are_nosniff_and_a_denied_error_cannot_forge_log_lines() {
     .await;
     assert_eq!(body["status"], "cancelled");
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    // A long error value is cut to 64 characters before it reaches the log.
+    let state = env
+        .chart
+        .begin_connect(
+            chart_auth::Flow::Redirect {
+                redirect_uri: redirect_uri(),
+            },
+            b"test-session",
+        )
+        .unwrap()
+        .state;
+    let long = "e".repeat(1_000);
+    let (_, body) = call(&service, &format!("error={long}&state={state}")).await;
+    assert_eq!(body["error"], "access_denied");
     let (resp, _) = call(&service, "").await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -95,6 +109,10 @@ async fn answers_are_nosniff_and_a_denied_error_cannot_forge_log_lines() {
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(text.contains("callback refused"), "{text}");
+    assert!(
+        text.contains(&"e".repeat(64)) && !text.contains(&"e".repeat(65)),
+        "{text}"
+    );
     // Each line names the flow the callback came by.
     assert!(
         text.lines()
