@@ -253,6 +253,40 @@ async fn refusals_have_the_right_status_and_message() {
     // None of these spent the code.
     let (resp, _, _) = call(&cb.service, get(&q(&code, &state), Some(sid()))).await;
     assert_eq!(resp.status(), StatusCode::OK);
+    // A body just under the 8 KiB limit is read in full.
+    assert_eq!(chart_auth::MAX_CALLBACK_BODY, 8 * 1024);
+    let code = cb.env.mint(false, Scenario::Success);
+    let padding = "x".repeat(8_000);
+    let (resp, body, _) = call(
+        &cb.service,
+        post(
+            json!({"code": code, "state": cb.embedded_state(), "padding": padding}),
+            Some(sid()),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK, "{body}");
+    // Debug names the pages, and nothing secret of the flow behind it.
+    let builder = CallbackService::builder(cb.env.chart.clone()).success_page("/welcome");
+    let debug = format!(
+        "{:?} {:?} {builder:?}",
+        cb.service,
+        cb.pages.as_ref().unwrap()
+    );
+    assert!(
+        debug.contains("CallbackBuilder") && debug.contains("/welcome"),
+        "{debug}"
+    );
+    assert!(
+        debug.contains("CallbackService") && debug.contains("/oops"),
+        "{debug}"
+    );
+    for secret in [
+        chart_mock_server::SANDBOX_CLIENT_SECRET,
+        "session-of-the-test-user",
+    ] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
     // Other methods.
     let put = Request::put("/").body(Full::new(Bytes::new())).unwrap();
     let (resp, body, _) = call(&cb.service, put).await;

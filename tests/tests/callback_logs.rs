@@ -99,6 +99,12 @@ async fn answers_are_nosniff_and_a_denied_error_cannot_forge_log_lines() {
     let long = "e".repeat(1_000);
     let (_, body) = call(&service, &format!("error={long}&state={state}")).await;
     assert_eq!(body["error"], "access_denied");
+    // An empty `code=` counts as no code at all.
+    let (resp, body) = call(&service, &format!("code=&state={state}")).await;
+    assert_eq!(
+        (resp.status(), body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_callback"))
+    );
     let (resp, _) = call(&service, "").await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -113,6 +119,8 @@ async fn answers_are_nosniff_and_a_denied_error_cannot_forge_log_lines() {
         text.contains(&"e".repeat(64)) && !text.contains(&"e".repeat(65)),
         "{text}"
     );
+    // An empty `code=` is a missing code.
+    assert!(text.contains("the code is missing"), "{text}");
     // Each line names the flow the callback came by.
     assert!(
         text.lines()
