@@ -516,6 +516,15 @@ async fn oversized_answers_are_refused() {
         matches!(err, Error::ResponseTooLarge { limit: 64, .. }),
         "{err:?}"
     );
+    // The error still tells what Chart answered, and under which request id.
+    assert_eq!(err.status(), Some(StatusCode::OK));
+    let journal = env.mock.journal();
+    let answered = journal
+        .iter()
+        .rev()
+        .find(|e| e.path == "/auth/token")
+        .unwrap();
+    assert_eq!(err.request_id(), Some(answered.request_id.as_str()));
 }
 
 #[tokio::test]

@@ -286,5 +286,10 @@ async fn a_proxys_503_on_the_token_endpoint_is_outcome_unknown_and_not_resent() 
         ),
         "{err:?}"
     );
+    assert_eq!(
+        err.status().map(|s| s.as_u16()),
+        Some(503),
+        "the proxy's status is kept"
+    );
     assert_eq!(requests.load(Ordering::SeqCst), 1, "the code was sent once");
 }
