@@ -212,7 +212,7 @@ impl Transport {
                     Some(wait)
                         if attempt < self.retry.max_attempts
                             && wait <= self.retry.max_retry_after
-                            && Instant::now() + wait < deadline =>
+                            && ends_before(wait, deadline) =>
                     {
                         tracing::debug!(
                             attempt,
@@ -228,7 +228,7 @@ impl Transport {
                     }
                 },
             };
-            if Instant::now() + retry_in >= deadline {
+            if !ends_before(retry_in, deadline) {
                 return Err(Error::Timeout);
             }
             tokio::time::sleep(retry_in).await;
@@ -347,6 +347,11 @@ fn retry_after(answer: &Answer) -> Option<Duration> {
         return None;
     }
     parse_retry_after(&answer.headers)
+}
+
+/// Whether a wait begun now ends before the deadline.
+fn ends_before(wait: Duration, deadline: Instant) -> bool {
+    Instant::now() + wait < deadline
 }
 
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {

@@ -136,6 +136,31 @@ async fn retries_and_time_limits() {
     let attempts = take_not_sent(&capture);
     assert!((1..1_000).contains(&attempts), "{attempts} attempts");
 
+    // A wait that would end past the deadline is never begun: with backoffs of an hour,
+    // the deadline (300 ms) ends the retries at once, not an hour later.
+    let sleepy = RetryPolicy {
+        max_attempts: 3,
+        base_backoff: Duration::from_secs(3600),
+        max_backoff: Duration::from_secs(3600),
+        ..RetryPolicy::default()
+    };
+    let c = client(&refused, sleepy, |b| {
+        b.connect_timeout(Duration::from_millis(100))
+            .request_timeout(Duration::from_millis(250))
+            .deadline(Duration::from_millis(300))
+    });
+    let started = Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        receive_with(&c, "code").exchange(&c),
+    )
+    .await
+    .expect("no backoff past the deadline was slept")
+    .unwrap_err();
+    assert!(matches!(err, Error::Timeout), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    take_not_sent(&capture);
+
     // A connect timeout: a listener whose backlog is full drops the SYN.
     let full = tokio::net::TcpSocket::new_v4().unwrap();
     full.bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -229,6 +254,24 @@ async fn retries_and_time_limits() {
     );
     assert_eq!(token_requests(&env_deadline), 1, "not resent");
 
+    // The response cap is inclusive: an answer of exactly max_response_bytes is read,
+    // one byte more is refused, with and without a Content-Length.
+    let body = r#"{"account_id":"a","provider_id":"irs","access_token":"t"}"#;
+    for chunked in [false, true] {
+        for (limit, fits) in [(body.len(), true), (body.len() - 1, false)] {
+            let port = canned_answer(body, chunked);
+            let c = client(&format!("http://127.0.0.1:{port}"), fast.clone(), |b| {
+                b.max_response_bytes(limit)
+            });
+            let got = receive_with(&c, "code").exchange(&c).await;
+            match (fits, got) {
+                (true, Ok(_)) => {}
+                (false, Err(Error::ResponseTooLarge { .. })) => {}
+                (_, other) => panic!("chunked {chunked}, limit {limit}: {:?}", other.err()),
+            }
+        }
+    }
+
     // The response cap holds without a Content-Length: a chunked answer that never ends
     // is cut at the cap.
     let endless = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -255,4 +298,31 @@ async fn retries_and_time_limits() {
     let err = receive_with(&c, "code").exchange(&c).await.unwrap_err();
     assert!(matches!(err, Error::ResponseTooLarge { .. }), "{err:?}");
     assert!(err.code_may_be_spent(), "the request reached the server");
+}
+
+/// A server on a free port that answers one request with a 200 and `body`, declared or
+/// chunked; gives the port.
+fn canned_answer(body: &'static str, chunked: bool) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request);
+        let answer = if chunked {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            )
+        } else {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let _ = stream.write_all(answer.as_bytes());
+    });
+    port
 }
