@@ -884,3 +884,22 @@ fn the_shortest_blob_reads_and_one_byte_less_is_truncated() {
     assert_eq!(empty.len(), 33);
     assert!(ring.unseal(&ID, &empty).unwrap().is_empty());
 }
+
+/// Deleting says whether there was a record, and the record is gone, in every store.
+#[tokio::test]
+async fn delete_says_whether_a_record_was_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = FileStore::open(dir.path()).unwrap();
+    async fn check<S: TokenStore>(store: S) {
+        let vault = Vault::new("c", Keyring::generate(), store);
+        vault
+            .put("acct", &ProviderId::Irs, &AccessToken::new("t"))
+            .await
+            .unwrap();
+        assert!(vault.delete("acct").await.unwrap(), "there was a record");
+        assert!(vault.get("acct").await.unwrap().is_none(), "and it is gone");
+        assert!(!vault.delete("acct").await.unwrap(), "there is none now");
+    }
+    check(MemoryStore::default()).await;
+    check(file).await;
+}
