@@ -21,7 +21,8 @@
 //!
 //! Each module imports only from the ones before it: `config`, `report` (the
 //! conformance checks over what the mock saw), `model` (codes, tokens, clock, faults,
-//! journal), `tls`, `response` and `request` (helpers), then the handlers `api`
+//! journal; inside it `maps`, `fault` and `journal`), `tls`, `response` and `request`
+//! (helpers), then the handlers `api`
 //! (Chart's endpoints), `connect` (the Connect page) and `control` (the control plane
 //! and its OpenAPI document), then `dispatch` (faults, routing, journal),
 //! `connections` (caps and timeouts) and `server`.

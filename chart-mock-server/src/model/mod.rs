@@ -10,10 +10,9 @@
 //! process in the usual case). The code and token maps are sharded by the keys' random
 //! bits, so that concurrent exchanges rarely wait on the same lock.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -21,7 +20,17 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::config::{ClientConfig, ClientIx, MockConfig};
+
+mod fault;
+mod journal;
+mod maps;
+
 use crate::report::{Observation, Observations, Report};
+pub use fault::{Fault, FaultKind};
+pub(crate) use journal::Record;
+pub use journal::{JOURNAL_FIELD_MAX, JOURNAL_MAX_BYTES, JournalEntry};
+use journal::{Records, cut, cut_owned};
+use maps::{Shards, lock};
 
 /// What happens when a code is exchanged (chosen at minting or on the Connect page).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -230,231 +239,6 @@ pub(crate) fn parse_uuid(text: &str) -> Option<Uuid> {
 /// 16 random bytes from a CSPRNG (uuid's `fast-rng`), as a version 4 UUID.
 fn random_id() -> Uuid {
     Uuid::new_v4()
-}
-
-/// A map that forgets its oldest entries past a cap.
-struct Bounded<V> {
-    map: HashMap<Uuid, V, foldhash::fast::RandomState>,
-    order: VecDeque<Uuid>,
-    cap: usize,
-}
-
-impl<V> Bounded<V> {
-    fn new(cap: usize) -> Self {
-        Self {
-            map: HashMap::default(),
-            order: VecDeque::new(),
-            cap: cap.max(1),
-        }
-    }
-
-    fn insert(&mut self, key: Uuid, value: V) {
-        while self.map.len() >= self.cap {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
-        if self.order.len() > 2 * self.cap {
-            let map = &self.map;
-            self.order.retain(|k| map.contains_key(k));
-        }
-        self.order.push_back(key);
-        self.map.insert(key, value);
-    }
-}
-
-/// A [`Bounded`] map split into shards by a random byte of the key.
-///
-/// A small cap keeps one shard and exact oldest-first eviction. A large one has 16
-/// shards, each holding an eighth more than its share: random keys then fill the
-/// shards evenly enough that none evicts before the map holds `cap` entries (at
-/// 100,000, the margin is about ten standard deviations of a shard's count).
-struct Shards<V> {
-    shards: Box<[Mutex<Bounded<V>>]>,
-}
-
-impl<V> Shards<V> {
-    const SHARDED_FROM: usize = 16 * 4096;
-
-    fn new(cap: usize) -> Self {
-        let (n, per) = if cap >= Self::SHARDED_FROM {
-            let share = cap.div_ceil(16);
-            (16, share + share / 8)
-        } else {
-            (1, cap)
-        };
-        Self {
-            shards: (0..n).map(|_| Mutex::new(Bounded::new(per))).collect(),
-        }
-    }
-
-    /// The shard of `key`. Byte 0 is random in the version 4 UUIDs the mock makes.
-    fn of(&self, key: &Uuid) -> MutexGuard<'_, Bounded<V>> {
-        lock(&self.shards[usize::from(key.as_bytes()[0]) % self.shards.len()])
-    }
-
-    fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).map.len()).sum()
-    }
-}
-
-/// A fault waiting for requests, as the control plane takes it.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Fault {
-    /// What goes wrong.
-    pub kind: FaultKind,
-    /// Which path it hits (default `/auth/token`).
-    #[serde(default = "default_fault_path")]
-    pub path: String,
-    /// How many requests it hits (default 1).
-    #[serde(default = "one")]
-    pub times: u32,
-    /// For `status`: the status to answer.
-    #[serde(default)]
-    pub status: Option<u16>,
-    /// For `latency`: the delay before the normal answer.
-    #[serde(default)]
-    pub delay_ms: Option<u64>,
-    /// For `status` 429 and 503: the `Retry-After` seconds (default 1).
-    #[serde(default)]
-    pub retry_after: Option<u64>,
-}
-
-fn default_fault_path() -> String {
-    "/auth/token".into()
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// The fault kinds of the control plane.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    /// Waits `delay_ms`, then answers normally.
-    Latency,
-    /// Answers `status` with a matching error body, before the grant is checked.
-    Status,
-    /// Closes the connection before any answer.
-    Reset,
-    /// Sends the status line and headers of a 200, then closes.
-    Empty,
-    /// A 200 whose body is not JSON.
-    MalformedJson,
-    /// A 200 whose body stops midway.
-    Truncated,
-}
-
-impl FaultKind {
-    /// The kind's name in the control plane, e.g. `malformed_json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Latency => "latency",
-            Self::Status => "status",
-            Self::Reset => "reset",
-            Self::Empty => "empty",
-            Self::MalformedJson => "malformed_json",
-            Self::Truncated => "truncated",
-        }
-    }
-}
-
-/// One request, as the journal keeps it. No secret is ever recorded: the client
-/// secret, the code, tokens and the `Authorization` header are left out.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct JournalEntry {
-    /// The `Chart-Request-Id` of the answer.
-    pub request_id: String,
-    /// Seconds since the Unix epoch, on the mock's clock.
-    pub at: u64,
-    /// The HTTP method.
-    pub method: String,
-    /// The path, without the query (which may carry secrets).
-    pub path: String,
-    /// The answer's status.
-    pub status: u16,
-    /// The error name, or `success`.
-    pub outcome: String,
-    /// The client id, if the request named one.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub client_id: Option<String>,
-    /// The non-secret id of the code the request carried, if the mock knows it.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub code_id: Option<String>,
-    /// The fault applied, if any.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub fault: Option<FaultKind>,
-    /// The React SDK's `metadata` kept with the code that this request used.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub metadata: Option<String>,
-}
-
-/// One request as the journal holds it: ids as bytes, the client as its index, and
-/// text only where a client chose it.
-#[derive(Debug)]
-pub(crate) struct Record {
-    pub(crate) request_id: Uuid,
-    pub(crate) at: u64,
-    pub(crate) method: http::Method,
-    pub(crate) path: Cow<'static, str>,
-    pub(crate) status: u16,
-    pub(crate) outcome: Cow<'static, str>,
-    pub(crate) client: Option<ClientIx>,
-    pub(crate) code_id: Option<Uuid>,
-    pub(crate) fault: Option<FaultKind>,
-    pub(crate) metadata: Option<Arc<str>>,
-}
-
-impl Record {
-    /// What the record costs, roughly: its fixed part and the text it holds.
-    fn size(&self) -> usize {
-        let owned = |c: &Cow<'static, str>| match c {
-            Cow::Borrowed(_) => 0,
-            Cow::Owned(s) => s.len(),
-        };
-        std::mem::size_of::<Self>()
-            + owned(&self.path)
-            + owned(&self.outcome)
-            + self.method.as_str().len()
-            + self.metadata.as_ref().map_or(0, |m| m.len())
-    }
-}
-
-/// The journal and the report's window, behind one lock: a request takes it once.
-#[derive(Debug)]
-struct Records {
-    journal: VecDeque<Record>,
-    bytes: usize,
-    observations: Observations,
-}
-
-/// The most bytes the journal holds, whatever its length: about 2 MiB.
-pub const JOURNAL_MAX_BYTES: usize = 2 << 20;
-/// The longest journal field a client chooses (a path, a client id, metadata).
-pub const JOURNAL_FIELD_MAX: usize = 256;
-
-/// Cuts `text` to at most `max` bytes, on a character boundary, marking the cut.
-fn cut(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut at = max.saturating_sub(3);
-        while !text.is_char_boundary(at) {
-            at -= 1;
-        }
-        text.truncate(at);
-        text.push('…');
-    }
-}
-
-/// Cuts text a client chose; text the mock wrote itself stays as it is.
-fn cut_owned(text: &mut Cow<'static, str>, max: usize) {
-    if let Cow::Owned(s) = text {
-        cut(s, max);
-    }
 }
 
 /// The mock's state, shared by every connection. Its `Debug` shows counts, never a
@@ -957,10 +741,6 @@ impl Chart {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Compares a client secret in constant time, as authentication does.
 fn secret_eq(expected: &str, given: &str) -> bool {
     bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
@@ -969,32 +749,6 @@ fn secret_eq(expected: &str, given: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bounded_map_evicts_the_oldest() {
-        let mut m = Bounded::new(2);
-        let [a, b, c] = [random_id(), random_id(), random_id()];
-        m.insert(a, 1);
-        m.insert(b, 2);
-        m.insert(c, 3);
-        assert!(!m.map.contains_key(&a));
-        assert_eq!(m.map.len(), 2);
-    }
-
-    #[test]
-    fn a_sharded_map_holds_at_least_its_cap() {
-        let cap = 100_000;
-        let shards = Shards::new(cap);
-        assert_eq!(shards.shards.len(), 16);
-        let first = random_id();
-        shards.of(&first).insert(first, ());
-        for _ in 1..cap {
-            let k = random_id();
-            shards.of(&k).insert(k, ());
-        }
-        assert_eq!(shards.len(), cap, "no shard evicted before the cap");
-        assert!(shards.of(&first).map.contains_key(&first));
-    }
 
     #[test]
     fn only_the_issued_spellings_parse() {
