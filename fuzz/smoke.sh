@@ -42,7 +42,10 @@ for t in "${targets[@]}"; do
   echo "--- fuzz $t for ${secs}s"
   status=0
   "${fuzz[@]}" run -O "$t" "$work" -- "${args[@]}" > "$work.log" 2>&1 || status=$?
-  grep -E 'DONE|stat::number_of_executed_units|panicked|SUMMARY' "$work.log" | tail -4
+  grep -E 'DONE|stat::number_of_executed_units|SUMMARY' "$work.log" | tail -3
+  # A failure's panic message follows its location line; keep both (messages hold no secret).
+  grep -A4 -m1 'panicked' "$work.log" || true
+  grep -m1 '^Base64:' "$work.log" || true
   rm -rf "$work" "$work.log"
   if [ "$status" -ne 0 ]; then
     echo "fuzz target $t FAILED (artifact under fuzz/artifacts/$t)"

@@ -274,14 +274,7 @@ impl Transport {
                         detail: answer.detail(),
                     }));
                 }
-                if answer.body.capacity() < answer.body.len() + data.len() {
-                    let mut bigger = Zeroizing::new(Vec::with_capacity(
-                        limit.min(2 * answer.body.capacity() + data.len()),
-                    ));
-                    bigger.extend_from_slice(&answer.body);
-                    answer.body = bigger;
-                }
-                answer.body.extend_from_slice(&data);
+                append_zeroizing(&mut answer.body, &data, limit);
             }
         }
         Ok(answer)
@@ -362,12 +355,26 @@ fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     jitter(exp)
 }
 
+/// Appends `data` to a body that may hold a token. When it must grow, the bytes move to a
+/// fresh buffer (at most `limit` bytes, doubling otherwise) and the old one is zeroized
+/// as it drops: `Vec`'s own reallocation would leave a copy in freed memory.
+fn append_zeroizing(body: &mut Zeroizing<Vec<u8>>, data: &[u8], limit: usize) {
+    let needed = body.len() + data.len();
+    if body.capacity() < needed {
+        let mut bigger = Zeroizing::new(Vec::with_capacity(
+            limit.min(2 * body.capacity() + data.len()).max(needed),
+        ));
+        bigger.extend_from_slice(body);
+        *body = bigger;
+    }
+    body.extend_from_slice(data);
+}
+
 /// A uniformly random duration in `[0, max]` ("full jitter").
 fn jitter(max: Duration) -> Duration {
     let mut b = [0u8; 4];
-    if getrandom::fill(&mut b).is_err() {
-        return max / 2;
-    }
+    // A failed read leaves zeros: no jitter, which is still a wait within the bound.
+    let _ = getrandom::fill(&mut b);
     max.mul_f64(f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX))
 }
 
@@ -375,7 +382,9 @@ fn jitter(max: Duration) -> Duration {
 mod tests {
     use std::time::Duration;
 
-    use super::{backoff, jitter};
+    use zeroize::Zeroizing;
+
+    use super::{append_zeroizing, backoff, jitter};
     use crate::config::RetryPolicy;
 
     #[test]
@@ -401,5 +410,26 @@ mod tests {
         let max = Duration::from_secs(3);
         assert!((0..1_000).map(|_| jitter(max)).all(|j| j <= max));
         assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_growing_body_moves_to_a_fresh_buffer_and_a_fitting_one_stays() {
+        let mut body = Zeroizing::new(Vec::with_capacity(8));
+        body.extend_from_slice(b"abc");
+        let first = body.as_ptr();
+        // Exactly fills the capacity: no move.
+        append_zeroizing(&mut body, b"defgh", 100);
+        assert_eq!((body.as_slice(), body.capacity()), (&b"abcdefgh"[..], 8));
+        assert_eq!(body.as_ptr(), first);
+        // One byte over: a fresh buffer of twice the capacity plus the new bytes.
+        append_zeroizing(&mut body, b"i", 100);
+        assert_eq!((body.as_slice(), body.capacity()), (&b"abcdefghi"[..], 17));
+        // Near the limit, the limit bounds the new capacity.
+        let big = [b'x'; 10];
+        append_zeroizing(&mut body, &big, 20);
+        assert_eq!((body.len(), body.capacity()), (19, 20));
+        // A body already over the limit still gets what it needs (the caller checks the limit).
+        append_zeroizing(&mut body, &big, 20);
+        assert_eq!((body.len(), body.capacity()), (29, 29));
     }
 }

@@ -115,3 +115,39 @@ impl KeySource for Plaintext {
         Ok(Zeroizing::new(key))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use zeroize::Zeroizing;
+
+    use super::{KeySource, Plaintext, shown_scheme};
+    use crate::error::KeySourceError;
+    use crate::ids::KeyId;
+
+    #[test]
+    fn plaintext_keeps_keys_as_they_are_and_refuses_a_wrong_length() {
+        let key = Zeroizing::new([7u8; 32]);
+        let stored = Plaintext.wrap_key(KeyId(1), &key).unwrap();
+        assert_eq!(stored.as_slice(), &[7u8; 32]);
+        let back = Plaintext
+            .unwrap_key(KeyId(1), "plaintext", &stored)
+            .unwrap();
+        assert_eq!(*back, [7u8; 32]);
+        assert!(matches!(
+            Plaintext.unwrap_key(KeyId(9), "plaintext", &[7u8; 31]),
+            Err(KeySourceError::UnwrapFailed(KeyId(9)))
+        ));
+        assert_eq!(Plaintext.scheme(), "plaintext");
+        assert_eq!(Plaintext.describe(), "plaintext");
+    }
+
+    #[test]
+    fn a_shown_scheme_keeps_known_words_and_hides_the_rest() {
+        assert_eq!(shown_scheme("pkcs11 aes-gcm"), "pkcs11 aes-gcm");
+        assert_eq!(
+            shown_scheme("pkcs11  aes-key-wrap-pad q2VjcmV0a2V5"),
+            "pkcs11 aes-key-wrap-pad <unknown>"
+        );
+        assert_eq!(shown_scheme("plaintext"), "plaintext");
+    }
+}
