@@ -276,6 +276,14 @@ fuzz_target!(|input: Input<'_>| {
     };
     assert_ne!(status, http::StatusCode::INTERNAL_SERVER_ERROR, "{text}");
     let connected = text.contains("\"connected\"");
+    // The other way round too: a valid callback whose code succeeds connects, so the
+    // refusals above are not simply refusing everything.
+    let succeeds = matches!(input.code, Code::Live(s)
+        if SCENARIOS[usize::from(s) % SCENARIOS.len()] == Scenario::Success);
+    let untouched = input.extra.is_empty() || matches!(input.method, Method::PostJson);
+    if valid_state && succeeds && untouched && input.session_header && input.error.is_none() {
+        assert!(connected, "a valid callback did not connect: {text}");
+    }
     if connected {
         assert!(
             valid_state && live_code && input.session_header,
@@ -289,11 +297,13 @@ fuzz_target!(|input: Input<'_>| {
         f.runtime.block_on(f.vault.delete(account)).unwrap();
     }
     if input.replay {
-        // A request that reached the replay claim (a good state, session and code) keeps
+        // A request that sent its code to Chart went through the replay claim, and keeps
         // it unless the code surely never reached Chart; the replay is then refused with
         // 409 before anything is sent, so the journal shows no second /auth/token.
-        // (A callback carrying `error` is a cancel: it claims nothing.)
-        let claimed = valid_state && live_code && input.session_header && input.error.is_none();
+        // Whether it was sent is read from the mock's journal, not predicted from the
+        // input: `extra` may repeat `state` or add `error`, which changes what is parsed.
+        let sent_before = code.as_deref().map_or(0, |c| token_requests_for(f, c));
+        let claimed = live_code && sent_before > 0;
         let label = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_owned));
@@ -301,7 +311,6 @@ fuzz_target!(|input: Input<'_>| {
             label.as_deref(),
             Some("connect_failed" | "tls_failed" | "timeout")
         );
-        let sent_before = code.as_deref().map_or(0, |c| token_requests_for(f, c));
         if let Some((again_status, again)) = send(&query, &json) {
             assert!(
                 !again.contains("\"connected\""),
