@@ -28,11 +28,12 @@
 //! The `POST` form requires `Content-Type: application/json`, which browsers cannot send
 //! cross-site without a CORS preflight; do not enable CORS on this route.
 //!
-//! Each state is accepted once: a [`ReplayGuard`] claims its id before the code is sent,
-//! so a replayed callback (a refresh, the back button) is refused with 409 and never
-//! resends the code, which would make Chart revoke the token it issued. The default
-//! guard lives in this process; with several instances, give every one the same shared
-//! guard ([`CallbackBuilder::replay_guard`], e.g. a `PostgresReplayGuard`).
+//! Each state is accepted once: the [`ChartConnect`]'s replay guard claims its id before
+//! the code is sent, so a replayed callback (a refresh, the back button) is refused with
+//! 409 `already_used` and never resends the code, which would make Chart revoke the
+//! token it issued. The default guard lives in this process; with several instances,
+//! give every one the same shared guard ([`ChartConnect::with_replay_guard`], e.g. a
+//! `PostgresReplayGuard`).
 //!
 //! If storing fails after a good exchange, the new token is revoked at Chart (best
 //! effort) and the error says whether that worked ([`Error::NotStored`]).
@@ -53,7 +54,6 @@ use serde::Deserialize;
 use crate::connect_state::FlowKind;
 use crate::error::{ConnectStateError, Error};
 use crate::flow::{ChartConnect, Connection, Stored};
-use crate::replay::{Claim, MemoryReplayGuard, ReplayGuard};
 use crate::secret::AuthorizationCode;
 use crate::vault::TokenStore;
 
@@ -71,7 +71,6 @@ pub struct CallbackBuilder<S> {
     session: Option<Box<SessionFn>>,
     success_page: Option<String>,
     error_page: Option<String>,
-    guard: Option<Arc<dyn ReplayGuard>>,
 }
 
 impl<S> fmt::Debug for CallbackBuilder<S> {
@@ -108,13 +107,6 @@ impl<S> CallbackBuilder<S> {
         self
     }
 
-    /// The replay guard (default: a [`MemoryReplayGuard`] in this process). Every
-    /// instance behind one load balancer must share one guard.
-    pub fn replay_guard(mut self, guard: Arc<dyn ReplayGuard>) -> Self {
-        self.guard = Some(guard);
-        self
-    }
-
     /// Builds the service.
     pub fn build(self) -> CallbackService<S> {
         CallbackService {
@@ -123,9 +115,6 @@ impl<S> CallbackBuilder<S> {
                 session: self.session.unwrap_or_else(|| Box::new(|_| None)),
                 success_page: self.success_page,
                 error_page: self.error_page,
-                guard: self
-                    .guard
-                    .unwrap_or_else(|| Arc::new(MemoryReplayGuard::new())),
             }),
         }
     }
@@ -181,7 +170,6 @@ struct Inner<S> {
     session: Box<SessionFn>,
     success_page: Option<String>,
     error_page: Option<String>,
-    guard: Arc<dyn ReplayGuard>,
 }
 
 #[derive(Deserialize)]
@@ -210,7 +198,6 @@ impl<S: TokenStore + 'static> CallbackService<S> {
             session: None,
             success_page: None,
             error_page: None,
-            guard: None,
         }
     }
 
@@ -335,33 +322,7 @@ impl<S: TokenStore + 'static> CallbackService<S> {
             .inner
             .chart
             .receive_code(code, &state, &session, cb.via)?;
-        let id = received.connect_state_id();
-        let claim = Claim {
-            id,
-            expires_at: received.connect_state_expires_at(),
-            session: &session,
-        };
-        if !self
-            .inner
-            .guard
-            .claim(claim)
-            .await
-            .map_err(Error::ReplayGuard)?
-        {
-            return Err(Error::InvalidConnectState(ConnectStateError::Replayed));
-        }
-        match self.inner.chart.complete(received).await {
-            Ok(stored) => Ok(stored),
-            Err(e) => {
-                if !e.code_may_be_spent() {
-                    // The code never reached Chart: let the user retry this callback.
-                    if let Err(release) = self.inner.guard.release(id).await {
-                        tracing::warn!(error = %release, "could not release a replay claim");
-                    }
-                }
-                Err(e)
-            }
-        }
+        self.inner.chart.complete(received).await
     }
 }
 

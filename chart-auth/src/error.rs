@@ -300,6 +300,8 @@ impl Error {
     /// ```
     /// # use chart_auth::{Error, ConnectStateError};
     /// assert_eq!(Error::InvalidConnectState(ConnectStateError::Expired).label(), "invalid_state");
+    /// // A replay (a reload after success, most often) is not a forgery: its own label.
+    /// assert_eq!(Error::InvalidConnectState(ConnectStateError::Replayed).label(), "already_used");
     /// ```
     pub fn label(&self) -> &'static str {
         match self {
@@ -315,6 +317,7 @@ impl Error {
             Self::Timeout => "timeout",
             Self::MalformedResponse { .. } => "malformed_response",
             Self::ResponseTooLarge { .. } => "response_too_large",
+            Self::InvalidConnectState(ConnectStateError::Replayed) => "already_used",
             Self::InvalidConnectState(_) => "invalid_state",
             Self::ConnectDenied { .. } => "access_denied",
             Self::BadCallback(_) => "bad_callback",

@@ -9,11 +9,22 @@
 //! exchanging or reading a token from a stored connection does not compile. A
 //! `Connection<CodeReceived>` can only be made by [`ChartConnect::receive_code`], which
 //! verifies the callback against a Connect state this SDK signed.
+//!
+//! Every exchange first claims its Connect state in the [`ReplayGuard`] of the
+//! [`ChartConnect`] that verified it, so no path through the SDK sends one state's code
+//! twice: a reload of the callback, the back button or a copied URL is refused with
+//! [`ConnectStateError::Replayed`] before anything reaches Chart (which would revoke the
+//! token it issued the first time). Once the code is sent, the rest runs in a task of
+//! its own: if the caller's future is dropped (a client gone, a tower timeout, a
+//! shutdown), [`ChartConnect::complete`] still stores the token (or revokes it when
+//! storing fails), and a bare [`Connection::exchange`] revokes the token nobody will
+//! receive.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use crate::client::ChartClient;
@@ -21,8 +32,9 @@ use crate::config::check_base_url;
 use crate::connect_state::{
     ConnectStateId, ConnectStateSigner, Flow, FlowKind, VerifiedConnectState,
 };
-use crate::error::{Error, VaultError};
+use crate::error::{ConnectStateError, Error, VaultError};
 use crate::ids::{KeyId, ProviderId};
+use crate::replay::{Claim, MemoryReplayGuard, ReplayGuard};
 use crate::secret::{AccessToken, AuthorizationCode};
 
 /// The longest authorization code accepted from a callback. Chart's codes are far
@@ -62,6 +74,10 @@ pub struct Connection<S: Stage> {
 pub struct CodeReceived {
     code: AuthorizationCode,
     verified: VerifiedConnectState,
+    /// SHA-256 of the session binding: the guard's per-session quota needs only a
+    /// stable name for the session, and a session id is itself a credential.
+    session: [u8; 32],
+    guard: Arc<dyn ReplayGuard>,
 }
 
 /// An exchanged code: the account and its live access token.
@@ -102,42 +118,93 @@ impl Connection<CodeReceived> {
         self.stage.verified.expires_at()
     }
 
-    /// Exchanges the code for an access token at `POST /auth/token`.
+    /// Claims the Connect state, then exchanges the code for an access token at
+    /// `POST /auth/token`.
     ///
-    /// The code is consumed whatever happens: it is single use.
+    /// The code is consumed whatever happens: it is single use. A state claimed before
+    /// (a replay) is [`ConnectStateError::Replayed`] and sends nothing. The claim is
+    /// released only when the code surely never reached Chart
+    /// ([`Error::code_may_be_spent`] is false), so that the user can retry.
+    ///
+    /// Once the code is sent, the exchange runs in a task: if this future is dropped
+    /// before Chart answers, the task revokes the token that nobody will receive.
     pub async fn exchange(self, client: &ChartClient) -> Result<Connection<Exchanged>, Error> {
-        let flow = self.stage.verified.flow();
-        let span = tracing::info_span!(
-            "chart.exchange",
-            flow = flow.kind().as_str(),
-            provider = tracing::field::Empty,
-            status = tracing::field::Empty,
-            attempt = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
-        );
-        let started = std::time::Instant::now();
-        let result = client
-            .exchange_code(&self.stage.code, flow.redirect_uri())
-            .instrument(span.clone())
-            .await;
-        span.record("duration_ms", started.elapsed().as_millis() as u64);
-        match result {
-            Ok(token) => {
-                span.record("provider", token.provider_id.as_str());
-                span.in_scope(|| tracing::info!("code exchanged"));
-                Ok(Connection {
-                    stage: Exchanged {
-                        client_id: client.config().client_id().to_owned(),
-                        account_id: token.account_id,
-                        provider_id: token.provider_id,
-                        token: token.access_token,
-                    },
-                })
+        let CodeReceived {
+            code,
+            verified,
+            session,
+            guard,
+        } = self.stage;
+        let id = verified.id();
+        let claim = Claim {
+            id,
+            expires_at: verified.expires_at(),
+            session: &session,
+        };
+        if !guard.claim(claim).await.map_err(Error::ReplayGuard)? {
+            return Err(Error::InvalidConnectState(ConnectStateError::Replayed));
+        }
+        let client = client.clone();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let exchange = async move {
+            let result = send_code(&client, &code, &verified).await;
+            let unsent = result.as_ref().is_err_and(|e| !e.code_may_be_spent());
+            if unsent && let Err(release) = guard.release(id).await {
+                tracing::warn!(error = %release, "could not release a replay claim");
             }
-            Err(err) => {
-                span.in_scope(|| tracing::warn!(error = %err, "exchange failed"));
-                Err(err)
+            if let Err(Ok(orphan)) = answer.send(result) {
+                // The caller is gone: nobody will store this token, so it must not live.
+                let revoked = client.disconnect_token(&orphan.stage.token).await.is_ok();
+                tracing::warn!(
+                    revoked,
+                    "the caller left before Chart answered; the token nobody will receive was revoked (best effort)"
+                );
             }
+        };
+        tokio::spawn(exchange.in_current_span());
+        answered
+            .await
+            .unwrap_or(Err(Error::Internal("the exchange task was stopped")))
+    }
+}
+
+/// Sends the code to `POST /auth/token`, once, in a span of its own.
+async fn send_code(
+    client: &ChartClient,
+    code: &AuthorizationCode,
+    verified: &VerifiedConnectState,
+) -> Result<Connection<Exchanged>, Error> {
+    let flow = verified.flow();
+    let span = tracing::info_span!(
+        "chart.exchange",
+        flow = flow.kind().as_str(),
+        provider = tracing::field::Empty,
+        status = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let result = client
+        .exchange_code(code, flow.redirect_uri())
+        .instrument(span.clone())
+        .await;
+    span.record("duration_ms", started.elapsed().as_millis() as u64);
+    match result {
+        Ok(token) => {
+            span.record("provider", token.provider_id.as_str());
+            span.in_scope(|| tracing::info!("code exchanged"));
+            Ok(Connection {
+                stage: Exchanged {
+                    client_id: client.config().client_id().to_owned(),
+                    account_id: token.account_id,
+                    provider_id: token.provider_id,
+                    token: token.access_token,
+                },
+            })
+        }
+        Err(err) => {
+            span.in_scope(|| tracing::warn!(error = %err, "exchange failed"));
+            Err(err)
         }
     }
 }
@@ -230,6 +297,7 @@ pub struct ChartConnect<S> {
     client: ChartClient,
     signer: Arc<ConnectStateSigner>,
     vault: Arc<Vault<S>>,
+    guard: Arc<dyn ReplayGuard>,
 }
 
 impl<S> Clone for ChartConnect<S> {
@@ -238,6 +306,7 @@ impl<S> Clone for ChartConnect<S> {
             client: self.client.clone(),
             signer: self.signer.clone(),
             vault: self.vault.clone(),
+            guard: self.guard.clone(),
         }
     }
 }
@@ -248,19 +317,33 @@ impl<S> fmt::Debug for ChartConnect<S> {
             .field("client", &self.client)
             .field("signer", &self.signer)
             .field("vault", &self.vault)
+            .field("replay_guard", &self.guard)
             .finish()
     }
 }
 
 impl<S: TokenStore> ChartConnect<S> {
-    /// Joins a client, a Connect state signer and a vault. With several instances,
-    /// give each the same signer key ([`ConnectStateSigner::from_key`]).
+    /// Joins a client, a Connect state signer and a vault, with a [`MemoryReplayGuard`]
+    /// for this process. With several instances, give each the same signer key
+    /// ([`ConnectStateSigner::from_key`]) and one shared guard
+    /// ([`ChartConnect::with_replay_guard`]).
     pub fn new(client: ChartClient, signer: ConnectStateSigner, vault: Arc<Vault<S>>) -> Self {
         Self {
             client,
             signer: Arc::new(signer),
             vault,
+            guard: Arc::new(MemoryReplayGuard::new()),
         }
+    }
+
+    /// Claims Connect states in `guard` instead of this process's memory. Every
+    /// instance behind one load balancer must share one guard (for example a
+    /// `PostgresReplayGuard`): with a guard per process, a callback replayed on another
+    /// instance resends its code.
+    #[must_use]
+    pub fn with_replay_guard(mut self, guard: Arc<dyn ReplayGuard>) -> Self {
+        self.guard = guard;
+        self
     }
 
     /// The Chart API client.
@@ -307,7 +390,10 @@ impl<S: TokenStore> ChartConnect<S> {
     }
 
     /// Verifies a Connect callback (`code` and `state`) against the caller's session and
-    /// the channel it arrived on, giving the code that can be exchanged.
+    /// the channel it arrived on, giving the code that can be exchanged. The state is
+    /// claimed when the code is exchanged (by [`ChartConnect::complete`] or
+    /// [`Connection::exchange`]): a reload of the callback verifies again and is then
+    /// refused as [`ConnectStateError::Replayed`].
     pub fn receive_code(
         &self,
         code: AuthorizationCode,
@@ -328,15 +414,38 @@ impl<S: TokenStore> ChartConnect<S> {
             .verify(state, session, via)
             .map_err(Error::InvalidConnectState)?;
         Ok(Connection {
-            stage: CodeReceived { code, verified },
+            stage: CodeReceived {
+                code,
+                verified,
+                session: Sha256::digest(session).into(),
+                guard: self.guard.clone(),
+            },
         })
     }
 
     /// Exchanges a received code and seals its token: the two steps a callback runs.
+    /// The Connect state is claimed first, so a replay sends nothing
+    /// ([`Connection::exchange`]).
     ///
     /// No live token is dropped: if storing fails after a good exchange, the new token
     /// is revoked at Chart (best effort), and [`Error::NotStored`] says whether it was.
+    /// The exchange, the store and that revoke run in a task of their own, so they run
+    /// to the end even if this future is dropped.
     pub async fn complete(
+        &self,
+        received: Connection<CodeReceived>,
+    ) -> Result<Connection<Stored>, Error>
+    where
+        S: 'static,
+    {
+        let chart = self.clone();
+        let task = async move { chart.exchange_and_store(received).await };
+        tokio::spawn(task.in_current_span())
+            .await
+            .unwrap_or(Err(Error::Internal("the exchange task was stopped")))
+    }
+
+    async fn exchange_and_store(
         &self,
         received: Connection<CodeReceived>,
     ) -> Result<Connection<Stored>, Error> {

@@ -70,9 +70,9 @@
 //! 7. `transport`: hyper + rustls, the retry loop, classification.
 //! 8. `client`: [`ChartClient`], the three API calls.
 //! 9. `connect_state`: the signed Connect state ([`ConnectStateSigner`]).
-//! 10. `flow`: the typestate [`Connection`] and [`ChartConnect`], which joins client,
-//!     signer and vault.
-//! 11. `replay`: [`ReplayGuard`], claiming each Connect state once across instances.
+//! 10. `replay`: [`ReplayGuard`], claiming each Connect state once across instances.
+//! 11. `flow`: the typestate [`Connection`] and [`ChartConnect`], which joins client,
+//!     signer, vault and replay guard; every exchange claims its state first.
 //! 12. `callback`: [`CallbackService`], the endpoint.
 //!
 //! Words: *Connect state* is the signed OAuth `state`; a *stage* is a step of the
@@ -100,9 +100,9 @@ mod client;
 
 mod connect_state;
 
-mod flow;
-
 mod replay;
+
+mod flow;
 
 mod callback;
 

@@ -306,7 +306,7 @@ async fn a_replayed_callback_is_refused_and_the_first_account_stays() {
     let (resp, body, _) = call(&cb.service, get(&query, Some(sid()))).await;
     assert_eq!(
         (resp.status(), body["error"].as_str()),
-        (StatusCode::CONFLICT, Some("invalid_state"))
+        (StatusCode::CONFLICT, Some("already_used"))
     );
     // A refresh after success reads as "already connected", not "not valid".
     assert!(
@@ -452,7 +452,7 @@ async fn every_exchange_error_maps_to_its_status_and_message() {
         let (resp, body, _) = call(&cb.service, get(&query, Some(sid()))).await;
         assert_eq!(
             (resp.status(), body["error"].as_str()),
-            (StatusCode::CONFLICT, Some("invalid_state")),
+            (StatusCode::CONFLICT, Some("already_used")),
             "{error}: a replay after a possibly spent code"
         );
         assert_eq!(
@@ -603,12 +603,11 @@ async fn one_session_cannot_fill_the_memory_replay_guard() {
 
     // Everyone else still connects, through a callback on the same guard.
     let cb = setup().await;
-    let service = CallbackService::builder(cb.env.chart.clone())
+    let service = CallbackService::builder(cb.env.chart.clone().with_replay_guard(guard.clone()))
         .session(|parts| {
             let cookie = parts.headers.get("cookie")?.to_str().ok()?;
             cookie.strip_prefix("sid=").map(|s| s.as_bytes().to_vec())
         })
-        .replay_guard(guard.clone())
         .build();
     // A state that fails verification takes no slot.
     let held = guard.len();
@@ -814,14 +813,12 @@ async fn limits_posted_errors_retry_after_and_a_released_replay_claim() {
             ConnectStateSigner::from_key(&STATE_KEY).unwrap(),
             cb.vault.clone(),
         );
-        CallbackService::builder(chart)
+        CallbackService::builder(chart.with_replay_guard(guard.clone()))
             .session(|_| Some(SESSION.to_vec()))
-            .replay_guard(guard.clone())
             .build()
     };
-    let reachable = CallbackService::builder(cb.env.chart.clone())
+    let reachable = CallbackService::builder(cb.env.chart.clone().with_replay_guard(guard))
         .session(|_| Some(SESSION.to_vec()))
-        .replay_guard(guard)
         .build();
     let code = cb.env.mint(true, Scenario::Success);
     let state = cb.redirect_state();

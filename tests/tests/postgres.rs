@@ -640,9 +640,9 @@ fn backend_instance_child() {
             ConnectStateSigner::from_key(&STATE_KEY).unwrap(),
             Arc::new(vault),
         );
+        let chart = chart.with_replay_guard(Arc::new(PostgresReplayGuard::new(&pool)));
         let callback = CallbackService::builder(chart)
             .session(|_| Some(SESSION.as_bytes().to_vec()))
-            .replay_guard(Arc::new(PostgresReplayGuard::new(&pool)))
             .build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("ready {}", listener.local_addr().unwrap());
@@ -748,7 +748,7 @@ async fn two_instances_share_one_database_and_refuse_replays() {
     let account = body["account_id"].as_str().unwrap().to_owned();
     let (status, body) = deliver(b.addr, &query).await;
     assert_eq!(status, 409, "{body}");
-    assert_eq!(body["error"], "invalid_state");
+    assert_eq!(body["error"], "already_used");
     assert_eq!(support_token_requests(&mock, &code), 1);
     // So the first account's token is still live at Chart.
     let vault = Vault::new(

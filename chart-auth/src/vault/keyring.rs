@@ -308,15 +308,28 @@ impl Keyring {
     /// [`Pkcs11KeySource`](super::Pkcs11KeySource) that the `CHART_PKCS11_*` variables
     /// describe (feature `pkcs11`).
     pub fn from_env() -> Result<Self, VaultError> {
-        let source = env_key_source()?;
-        if let Some(path) = std::env::var_os(KEYRING_FILE_VAR).filter(|p| !p.is_empty()) {
+        Self::from_settings(
+            std::env::var_os(KEYRING_FILE_VAR),
+            std::env::var(KEYRING_TEXT_VAR).ok().map(Zeroizing::new),
+            env_key_source()?,
+        )
+    }
+
+    /// [`Keyring::from_env`] on the values of its two variables: the file wins when it
+    /// is named, an empty name counts as unset.
+    fn from_settings(
+        file: Option<std::ffi::OsString>,
+        text: Option<Zeroizing<String>>,
+        source: Arc<dyn KeySource>,
+    ) -> Result<Self, VaultError> {
+        if let Some(path) = file.filter(|p| !p.is_empty()) {
             return Self::load_with(Path::new(&path), source);
         }
-        let text = Zeroizing::new(std::env::var(KEYRING_TEXT_VAR).map_err(|_| {
+        let text = text.ok_or_else(|| {
             VaultError::BadKeyring(format!(
                 "neither {KEYRING_FILE_VAR} nor {KEYRING_TEXT_VAR} is set"
             ))
-        })?);
+        })?;
         Self::parse_with(&text, source)
     }
 
@@ -556,4 +569,91 @@ fn decode_key(b64: &str) -> Result<Zeroizing<[u8; KEY_LEN]>, &'static str> {
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     out.copy_from_slice(&buf[..KEY_LEN]);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::Arc;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use zeroize::Zeroizing;
+
+    use super::{Keyring, MAX_KEYRING_FILE, Plaintext};
+    use crate::error::VaultError;
+    use crate::ids::KeyId;
+
+    fn b64(byte: u8) -> String {
+        STANDARD.encode([byte; 32])
+    }
+
+    fn message(result: Result<Keyring, VaultError>) -> String {
+        match result {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn one_bare_key_is_key_1_and_a_lone_comment_is_no_keyring() {
+        let ring = Keyring::parse(&format!("  {}\n", b64(1))).unwrap();
+        assert_eq!(ring.primary(), KeyId(1));
+        assert_eq!(ring.keys().count(), 1);
+        assert!(message(Keyring::parse("#comment")).contains("no primary key"));
+    }
+
+    #[test]
+    fn the_kek_line_comes_once_and_before_the_keys() {
+        let after_a_key = format!("1 primary {}\nkek plaintext\n", b64(1));
+        assert!(message(Keyring::parse(&after_a_key)).contains("must come once, before the keys"));
+        let twice = format!("kek plaintext\nkek plaintext\n1 primary {}\n", b64(1));
+        assert!(message(Keyring::parse(&twice)).contains("must come once, before the keys"));
+    }
+
+    fn private_file(dir: &std::path::Path, name: &str, text: &[u8]) -> std::path::PathBuf {
+        let path = dir.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        file.write_all(text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_keyring_file_may_be_up_to_its_cap_and_not_a_byte_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = format!("7 primary {}\n", b64(7));
+        let mut full = line.clone().into_bytes();
+        full.resize(MAX_KEYRING_FILE - 1, b'#');
+        full.push(b'\n');
+        let at_cap = private_file(dir.path(), "at-cap", &full);
+        assert_eq!(Keyring::load(&at_cap).unwrap().primary(), KeyId(7));
+        full.push(b'#');
+        let over = private_file(dir.path(), "over", &full);
+        assert!(message(Keyring::load(&over)).contains("larger than a keyring can be"));
+    }
+
+    #[test]
+    fn the_file_variable_wins_over_the_text_and_an_empty_one_is_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = private_file(
+            dir.path(),
+            "ring",
+            format!("7 primary {}\n", b64(7)).as_bytes(),
+        );
+        let text = || Some(Zeroizing::new(format!("3 primary {}", b64(3))));
+        let source = || Arc::new(Plaintext);
+        let from = |file: Option<&std::path::Path>, text| {
+            Keyring::from_settings(file.map(|f| f.as_os_str().to_owned()), text, source())
+        };
+        assert_eq!(from(Some(&file), text()).unwrap().primary(), KeyId(7));
+        assert_eq!(from(Some("".as_ref()), text()).unwrap().primary(), KeyId(3));
+        assert_eq!(from(None, text()).unwrap().primary(), KeyId(3));
+        assert!(message(from(None, None)).contains("neither CHART_KEYRING_FILE nor"));
+    }
 }

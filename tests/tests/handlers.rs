@@ -1,0 +1,372 @@
+//! The paths users write themselves: the README's own handlers, and callers that go
+//! away mid-exchange. No path through `ChartConnect` sends one Connect state's code
+//! twice, and once a code is sent its token is stored or revoked, never lost.
+
+mod support;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chart_auth::vault::{Expect, MemoryStore, StoredRecord, TokenStore, Vault};
+use chart_auth::{ChartConnect, ConnectStateSigner, Flow, StoreError};
+use chart_mock_server::{SANDBOX_CLIENT_ID, Scenario};
+use tokio::sync::{Notify, mpsc};
+
+const README_HANDLERS: &str = include_str!("readme/handlers.rs");
+
+#[test]
+fn the_readme_block_is_this_file() {
+    let readme = include_str!("../../README.md");
+    let after = readme
+        .split_once("A backend has two handlers")
+        .expect("the README's handlers paragraph")
+        .1;
+    let block = after
+        .split_once("```rust\n")
+        .and_then(|(_, rest)| rest.split_once("```\n"))
+        .expect("a rust block after it")
+        .0;
+    assert_eq!(block, README_HANDLERS);
+}
+
+/// The README's two handlers ("Using the SDK"), as the README has them
+/// (`the_readme_block_is_this_file` keeps the two the same), and the test that drives
+/// them. Its items are private to the block, so the test lives beside them.
+#[allow(dead_code)]
+mod readme {
+    include!("readme/handlers.rs");
+
+    use std::io::Write;
+
+    use chart_auth::ClientSecret;
+    use chart_mock_server::{
+        MintRequest, MockConfig, MockServer, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET,
+    };
+
+    /// A mock that knows the README's callback URL, and the README's `ChartConnect<FileStore>`
+    /// against it.
+    async fn readme_setup() -> (
+        MockServer,
+        ChartConnect<chart_auth::vault::FileStore>,
+        tempfile::TempDir,
+    ) {
+        let mut config = MockConfig::default();
+        config.clients[0].redirect_uris.push(CALLBACK.into());
+        let mock = MockServer::start(config).await.unwrap();
+        let config = Config::builder(SANDBOX_CLIENT_ID, ClientSecret::new(SANDBOX_CLIENT_SECRET))
+            .api_base(mock.url())
+            .build()
+            .unwrap();
+        let client = ChartClient::new(config).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::new(
+            client.config().client_id(),
+            chart_auth::vault::Keyring::generate(),
+            chart_auth::vault::FileStore::open(dir.path()).unwrap(),
+        );
+        let chart = ChartConnect::new(client, ConnectStateSigner::generate(), Arc::new(vault));
+        (mock, chart, dir)
+    }
+
+    // Multi-threaded: the report is read with a blocking socket from the mock in this
+    // process.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_of_the_readme_callback_sends_nothing_and_keeps_the_account() {
+        let (mock, chart, _dir) = readme_setup().await;
+        let url = start(&chart, "sid-1").unwrap();
+        let query = url.split_once('?').unwrap().1;
+        let state = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        let code = mock
+            .mint_code(&MintRequest {
+                client_id: SANDBOX_CLIENT_ID.into(),
+                redirect_uri: Some(CALLBACK.into()),
+                ..Default::default()
+            })
+            .unwrap()
+            .code;
+
+        let account = callback(&chart, "sid-1", code.clone(), &state)
+            .await
+            .unwrap();
+        // The reload: the same URL, the same session.
+        let err = callback(&chart, "sid-1", code.clone(), &state)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.label(), err.http_status().as_u16()),
+            ("already_used", 409)
+        );
+        assert!(err.user_message().contains("already completed"), "{err}");
+
+        let id = mock.chart().code_id(&code).unwrap();
+        let sent = mock
+            .journal()
+            .iter()
+            .filter(|e| e.path == "/auth/token" && e.code_id.as_deref() == Some(id.as_str()))
+            .count();
+        assert_eq!(sent, 1, "the reload resent the code");
+        // The account is alive, and the mock's report over HTTP agrees.
+        chart.introspect(&account).await.unwrap();
+        // Over HTTP, as the contract serves it.
+        let addr = mock
+            .url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut http = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            http,
+            "GET /__chart/report HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut http, &mut answer).unwrap();
+        let report = answer.split_once("\r\n\r\n").unwrap().1;
+        let report: serde_json::Value = serde_json::from_str(report).unwrap();
+        let ours = report["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["client_id"] == SANDBOX_CLIENT_ID)
+            .unwrap();
+        let verdict = ours["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "no_code_reuse")
+            .unwrap()["verdict"]
+            .clone();
+        assert_eq!(verdict, "pass");
+    }
+}
+
+/// A store whose writes wait at a gate, so that a test can drop the caller's future
+/// while one is under way, and which says when a write has ended.
+#[derive(Clone, Default)]
+struct GatedStore(Arc<Gate>);
+
+#[derive(Default)]
+struct Gate {
+    inner: MemoryStore,
+    entered: Notify,
+    open: Notify,
+    ended: Notify,
+    fail: bool,
+}
+
+impl std::ops::Deref for GatedStore {
+    type Target = Gate;
+    fn deref(&self) -> &Gate {
+        &self.0
+    }
+}
+
+impl TokenStore for GatedStore {
+    async fn get(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        self.inner.get(account_id).await
+    }
+    async fn put(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
+        self.entered.notify_one();
+        self.open.notified().await;
+        let result = if self.fail {
+            Err(StoreError::Io {
+                op: "writing",
+                path: "gated".into(),
+                source: std::io::Error::other("the disk is full"),
+            })
+        } else {
+            self.inner.put(record, expect).await
+        };
+        self.ended.notify_one();
+        result
+    }
+    async fn delete(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
+        self.inner.delete(account_id, expect).await
+    }
+    async fn list(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.list().await
+    }
+}
+
+/// Each line the SDK logs, as it is written (to wait for what a detached task did).
+#[derive(Clone)]
+struct Lines(mpsc::UnboundedSender<String>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.send(String::from_utf8_lossy(buf).into_owned());
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn log_lines() -> (
+    tracing::subscriber::DefaultGuard,
+    mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || Lines(tx.clone()))
+        .with_ansi(false)
+        .finish();
+    (tracing::subscriber::set_default(subscriber), rx)
+}
+
+async fn line_with(rx: &mut mpsc::UnboundedReceiver<String>, words: &str) -> String {
+    within(async {
+        loop {
+            let line = rx.recv().await.expect("the log ended");
+            if line.contains(words) {
+                return line;
+            }
+        }
+    })
+    .await
+}
+
+/// What a detached task does, awaited with a bound so that a regression fails the test
+/// instead of hanging it. (A bound on an event, not a sleep: it passes the moment the
+/// event happens.)
+async fn within<T>(event: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), event)
+        .await
+        .expect("the detached exchange never got there")
+}
+
+struct Gated {
+    env: support::Env,
+    store: GatedStore,
+    chart: ChartConnect<GatedStore>,
+}
+
+async fn gated(fail: bool) -> Gated {
+    let env = support::env().await;
+    let store = GatedStore(Arc::new(Gate {
+        fail,
+        ..Gate::default()
+    }));
+    let vault = Arc::new(Vault::new(
+        SANDBOX_CLIENT_ID,
+        chart_auth::vault::Keyring::generate(),
+        store.clone(),
+    ));
+    let chart = ChartConnect::new(
+        env.client.clone(),
+        ConnectStateSigner::from_key(&support::STATE_KEY).unwrap(),
+        vault,
+    );
+    Gated { env, store, chart }
+}
+
+impl Gated {
+    /// Drives `complete` until its write is at the store's gate, then drops it.
+    async fn drop_while_storing<F: std::future::Future>(&self, complete: F) {
+        let mut complete = std::pin::pin!(complete);
+        tokio::select! {
+            _ = &mut complete => panic!("the store is gated"),
+            () = within(self.store.entered.notified()) => {}
+        }
+    }
+
+    /// Waits for the gated write to end, then checks that it left one live account.
+    async fn one_live_account(&self) {
+        within(self.store.ended.notified()).await;
+        let accounts = self.chart.vault().list().await.unwrap();
+        assert_eq!(accounts.len(), 1);
+        self.chart
+            .introspect(accounts[0].account_id())
+            .await
+            .unwrap();
+    }
+
+    fn paths(&self) -> Vec<(String, u16)> {
+        self.env
+            .mock
+            .journal()
+            .iter()
+            .map(|e| (e.path.clone(), e.status))
+            .collect()
+    }
+}
+
+/// Polls `future` once and drops it: the caller went away at its first await point.
+async fn poll_once_and_drop<F: std::future::Future>(future: F) {
+    assert!(
+        tokio::time::timeout(Duration::ZERO, future).await.is_err(),
+        "it ended at its first poll"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_dropped_while_chart_answers_still_gets_the_token_stored() {
+    let g = gated(false).await;
+    let received = g
+        .env
+        .receive(&g.env.mint(false, Scenario::Success), Flow::Embedded);
+    poll_once_and_drop(g.chart.complete(received)).await;
+    // The detached task goes on: Chart answers, the write reaches the store.
+    within(g.store.entered.notified()).await;
+    g.store.open.notify_one();
+    g.one_live_account().await;
+}
+
+#[tokio::test]
+async fn a_caller_dropped_while_the_token_is_stored_still_gets_it_stored() {
+    let g = gated(false).await;
+    let received = g.env.receive(
+        &g.env.mint(true, Scenario::Success),
+        Flow::Redirect {
+            redirect_uri: support::redirect_uri(),
+        },
+    );
+    g.drop_while_storing(g.chart.complete(received)).await;
+    g.store.open.notify_one();
+    g.one_live_account().await;
+}
+
+#[tokio::test]
+async fn a_caller_dropped_while_a_store_fails_still_gets_the_token_revoked() {
+    let g = gated(true).await;
+    let (_log, mut lines) = log_lines();
+    let received = g
+        .env
+        .receive(&g.env.mint(false, Scenario::Success), Flow::Embedded);
+    g.drop_while_storing(g.chart.complete(received)).await;
+    g.store.open.notify_one();
+    let line = line_with(&mut lines, "token not stored after a good exchange").await;
+    assert!(line.contains("revoked=true"), "{line}");
+    let paths = g.paths();
+    assert!(paths.contains(&("/auth/token".into(), 200)), "{paths:?}");
+    assert!(paths.contains(&("/disconnect".into(), 200)), "{paths:?}");
+    assert!(g.chart.vault().list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_bare_exchange_whose_caller_left_revokes_the_token_nobody_received() {
+    let env = support::env().await;
+    let (_log, mut lines) = log_lines();
+    let received = env.receive(&env.mint(false, Scenario::Success), Flow::Embedded);
+    poll_once_and_drop(received.exchange(&env.client)).await;
+    let line = line_with(&mut lines, "the caller left before Chart answered").await;
+    assert!(line.contains("revoked=true"), "{line}");
+    let paths: Vec<_> = env
+        .mock
+        .journal()
+        .iter()
+        .map(|e| (e.path.clone(), e.status))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("/auth/token".to_owned(), 200),
+            ("/disconnect".to_owned(), 200)
+        ]
+    );
+}
