@@ -605,6 +605,15 @@ mod tests {
     }
 
     #[test]
+    fn a_key_of_another_length_is_refused_by_what_is_wrong() {
+        let short = STANDARD.encode([1u8; 31]);
+        assert!(message(Keyring::parse(&short)).contains("is not 32 bytes long"));
+        // Past the decoder's 35-byte buffer: refused before it is decoded in full.
+        let long = STANDARD.encode([1u8; 40]);
+        assert!(message(Keyring::parse(&long)).contains("is not base64 of 32 bytes"));
+    }
+
+    #[test]
     fn the_kek_line_comes_once_and_before_the_keys() {
         let after_a_key = format!("1 primary {}\nkek plaintext\n", b64(1));
         assert!(message(Keyring::parse(&after_a_key)).contains("must come once, before the keys"));

@@ -322,3 +322,59 @@ impl TokenStore for FileStore {
         self.blocking(|s| s.accounts()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::{FileStore, FileStoreOptions, LOCK_FILE};
+    use crate::error::StoreError;
+
+    #[test]
+    fn a_symlinked_store_directory_is_refused_unless_allowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        FileStore::open(&real).unwrap();
+        let link = tmp.path().join("link");
+        symlink(&real, &link).unwrap();
+        let refused = FileStore::open(&link).unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::UnsafeDirectory { reason, .. } if reason.contains("symlink")),
+            "{refused}"
+        );
+        let options = FileStoreOptions {
+            follow_symlink: true,
+            ..FileStoreOptions::default()
+        };
+        FileStore::open_with(&link, options).unwrap();
+    }
+
+    #[test]
+    fn a_missing_directory_is_created_only_when_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("typo");
+        let err = FileStore::open_with(&missing, FileStoreOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Io { op: "open", .. }), "{err}");
+        assert!(!missing.exists());
+        let options = FileStoreOptions {
+            create: true,
+            ..FileStoreOptions::default()
+        };
+        FileStore::open_with(&missing, options).unwrap();
+        assert!(missing.is_dir());
+    }
+
+    #[test]
+    fn the_lock_file_is_never_followed_through_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        FileStore::open(&dir).unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::write(&elsewhere, b"not the store's").unwrap();
+        std::fs::remove_file(dir.join(LOCK_FILE)).unwrap();
+        symlink(&elsewhere, dir.join(LOCK_FILE)).unwrap();
+        let err = FileStore::open(&dir).unwrap_err();
+        assert!(matches!(err, StoreError::Io { op: "open", .. }), "{err}");
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"not the store's");
+    }
+}
