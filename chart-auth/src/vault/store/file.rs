@@ -350,6 +350,25 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_others_can_write_is_refused_unless_allowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("shared");
+        FileStore::open(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+        let refused = FileStore::open(&dir).unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::UnsafeDirectory { reason, .. } if reason.contains("chmod 700")),
+            "{refused}"
+        );
+        let options = FileStoreOptions {
+            allow_shared_dir: true,
+            ..FileStoreOptions::default()
+        };
+        FileStore::open_with(&dir, options).unwrap();
+    }
+
+    #[test]
     fn a_missing_directory_is_created_only_when_asked() {
         let tmp = tempfile::tempdir().unwrap();
         let missing = tmp.path().join("typo");
