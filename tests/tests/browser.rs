@@ -428,6 +428,42 @@ async fn the_demo_connects_accounts_in_both_flows_and_seals_them() {
         ))
         .await
         .unwrap();
+    // Closing the embedded window is a clean "you closed it", not "not valid".
+    b.client
+        .find(Locator::Css("#connect-embedded"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#connect-frame"))
+        .await
+        .unwrap();
+    b.client.enter_frame(0).await.unwrap();
+    b.client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#close"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.client.enter_parent_frame().await.unwrap();
+    let closed = b
+        .client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#notice.info"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(closed, "You closed Chart Connect. Nothing was connected.");
     if let Ok(path) = std::env::var("CHART_DEMO_SCREENSHOT") {
         std::fs::write(path, b.client.screenshot().await.unwrap()).unwrap();
     }
