@@ -384,6 +384,17 @@ mod tests {
     }
 
     #[test]
+    fn a_record_that_cannot_be_read_is_an_error_not_an_absent_account() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::open(tmp.path().join("store")).unwrap();
+        // A directory where the record file should be: reading it fails (EISDIR).
+        std::fs::create_dir(store.record_path("acct")).unwrap();
+        let err = store.read("acct").unwrap_err();
+        assert!(matches!(err, StoreError::Io { op: "read", .. }), "{err}");
+        assert!(store.read("another").unwrap().is_none());
+    }
+
+    #[test]
     fn the_lock_file_is_never_followed_through_a_symlink() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
