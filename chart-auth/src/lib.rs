@@ -44,8 +44,14 @@
 //! })?.code;
 //!
 //! // 3. The callback verifies the state, exchanges the code once, and seals the token.
-//! let received = chart.receive_code(AuthorizationCode::new(code), &start.state, b"session-1", FlowKind::Redirect)?;
+//! let received = chart.receive_code(AuthorizationCode::new(code.clone()), &start.state, b"session-1", FlowKind::Redirect)?;
 //! let stored = received.exchange(chart.client()).await?.store(chart.vault()).await?;
+//!
+//! // A reload of the callback verifies again, but its exchange is refused before anything
+//! // is sent: the state was claimed (Chart would revoke the token if the code came back).
+//! let reload = chart.receive_code(AuthorizationCode::new(code), &start.state, b"session-1", FlowKind::Redirect)?;
+//! let refused = chart.complete(reload).await.unwrap_err();
+//! assert_eq!((refused.label(), refused.http_status().as_u16()), ("already_used", 409));
 //!
 //! // 4. Later calls unseal the token from the vault.
 //! let who = chart.introspect(stored.account_id()).await?;
