@@ -267,6 +267,14 @@ pub(crate) fn parse_record(bytes: &[u8], path: &Path) -> Result<StoredRecord, St
     })
 }
 
+/// The directory a file is in, where its temp file goes (so the rename stays within
+/// one file system) and which is fsynced after it: `.` for a bare file name.
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -276,10 +284,7 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// Writes `bytes` to `path` atomically and durably, mode 0600: temp file, fsync,
 /// rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = dir_of(path);
     let mut suffix = [0u8; 8];
     getrandom::fill(&mut suffix).expect("the OS random number generator failed");
     let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", u64::from_le_bytes(suffix)));
@@ -327,7 +332,9 @@ impl TokenStore for FileStore {
 mod tests {
     use std::os::unix::fs::symlink;
 
-    use super::{FileStore, FileStoreOptions, LOCK_FILE};
+    use std::path::Path;
+
+    use super::{FileStore, FileStoreOptions, LOCK_FILE, dir_of, sync_dir};
     use crate::error::StoreError;
 
     #[test]
@@ -392,6 +399,19 @@ mod tests {
         let err = store.read("acct").unwrap_err();
         assert!(matches!(err, StoreError::Io { op: "read", .. }), "{err}");
         assert!(store.read("another").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_file_is_written_beside_itself_and_a_failed_fsync_is_an_error() {
+        assert_eq!(
+            dir_of(Path::new("/var/lib/app/rec.json")),
+            Path::new("/var/lib/app")
+        );
+        assert_eq!(dir_of(Path::new("keyring")), Path::new("."));
+        let tmp = tempfile::tempdir().unwrap();
+        sync_dir(tmp.path()).unwrap();
+        let err = sync_dir(&tmp.path().join("gone")).unwrap_err();
+        assert!(matches!(err, StoreError::Io { op: "fsync", .. }), "{err}");
     }
 
     #[test]
