@@ -477,11 +477,19 @@ impl<S: TokenStore> ChartConnect<S> {
 
     /// Calls `POST /disconnect` with the account's token, then deletes its record once
     /// Chart has confirmed. A token Chart no longer knows is deleted too.
+    ///
+    /// Only the record whose token was revoked is deleted: if a reconnect stored a new
+    /// token for the account meanwhile (on this instance or another), that record and
+    /// its live token stay.
     pub async fn disconnect(&self, account_id: &str) -> Result<(), Error> {
-        let token = self.vault.unseal(account_id).await?;
+        let (token, version) = self.vault.unseal_versioned(account_id).await?;
         match self.client.disconnect_token(&token).await {
             Ok(()) | Err(Error::InvalidToken(_)) => {
-                self.vault.delete(account_id).await?;
+                if !self.vault.delete_version(account_id, version).await? {
+                    tracing::info!(
+                        "the account was reconnected during its disconnect; the new token is kept"
+                    );
+                }
                 Ok(())
             }
             Err(e) => Err(e),

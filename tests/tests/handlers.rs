@@ -370,3 +370,12 @@ async fn a_bare_exchange_whose_caller_left_revokes_the_token_nobody_received() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_disconnect_deletes_only_the_record_it_revoked_on_a_file_store() {
+    let env = support::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || chart_auth::vault::FileStore::open(dir.path()).unwrap();
+    // Two FileStores on one directory: two instances.
+    support::gate::a_reconnect_during_a_disconnect_keeps_its_token(&env, open(), open()).await;
+}

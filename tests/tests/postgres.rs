@@ -7,6 +7,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and drops it at the end.
 #![cfg(feature = "postgres")]
 
+mod support;
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -986,4 +988,14 @@ async fn listing_and_rewrap_page_past_one_page_in_byte_order() {
             .iter()
             .all(|a| a.key_id() == new)
     );
+}
+
+#[tokio::test]
+async fn a_disconnect_deletes_only_the_record_it_revoked_across_two_pools() {
+    let db = TestDb::create().await;
+    let env = support::env().await;
+    // Two pools on one database: two instances.
+    let other = PostgresStore::new(&db.pool());
+    support::gate::a_reconnect_during_a_disconnect_keeps_its_token(&env, db.store().await, other)
+        .await;
 }

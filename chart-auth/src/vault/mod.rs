@@ -271,6 +271,12 @@ impl<S: TokenStore> Vault<S> {
 
     /// Unseals the account's token for an API call.
     pub async fn unseal(&self, account_id: &str) -> Result<AccessToken, Error> {
+        Ok(self.unseal_versioned(account_id).await?.0)
+    }
+
+    /// Unseals the account's token with the version of the record that holds it, for a
+    /// change that must apply to that record only ([`Vault::delete_version`]).
+    pub async fn unseal_versioned(&self, account_id: &str) -> Result<(AccessToken, u64), Error> {
         let record = self
             .store
             .get(account_id)
@@ -282,7 +288,7 @@ impl<S: TokenStore> Vault<S> {
             .ring()
             .unseal(&self.identity(account_id, &record), &record.sealed)?;
         let text = std::str::from_utf8(&plain).map_err(|_| VaultError::Tampered)?;
-        Ok(AccessToken::new(text))
+        Ok((AccessToken::new(text), record.version))
     }
 
     /// The account's metadata, if it has a record.
@@ -321,6 +327,20 @@ impl<S: TokenStore> Vault<S> {
             .delete(account_id, Expect::Any)
             .await
             .map_err(VaultError::Store)?)
+    }
+
+    /// Deletes the account's record only if it is still at `version`. `false` if it is
+    /// gone or changed meanwhile: a reconnect wrote a new token, which must stay.
+    pub async fn delete_version(&self, account_id: &str, version: u64) -> Result<bool, Error> {
+        match self
+            .store
+            .delete(account_id, Expect::Version(version))
+            .await
+        {
+            Ok(deleted) => Ok(deleted),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(VaultError::Store(e).into()),
+        }
     }
 
     /// Moves every record to the primary key. Plaintext never leaves the vault; a

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod capture;
+pub mod gate;
 pub mod leaks;
 #[cfg(feature = "pkcs11")]
 pub mod softhsm;
