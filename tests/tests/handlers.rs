@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chart_auth::vault::{Expect, MemoryStore, StoredRecord, TokenStore, Vault};
 use chart_auth::{ChartConnect, ConnectStateSigner, Flow, StoreError};
-use chart_mock_server::{SANDBOX_CLIENT_ID, Scenario};
+use chart_mock_server::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Scenario};
 use tokio::sync::{Notify, mpsc};
 
 const README_HANDLERS: &str = include_str!("readme/handlers.rs");
@@ -378,4 +378,14 @@ async fn a_disconnect_deletes_only_the_record_it_revoked_on_a_file_store() {
     let open = || chart_auth::vault::FileStore::open(dir.path()).unwrap();
     // Two FileStores on one directory: two instances.
     support::gate::a_reconnect_during_a_disconnect_keeps_its_token(&env, open(), open()).await;
+}
+
+#[tokio::test]
+async fn chart_connect_debug_names_its_parts_and_no_secret() {
+    let env = support::env().await;
+    let shown = format!("{:?}", env.chart);
+    for part in ["ChartConnect", "client", "signer", "vault", "replay_guard"] {
+        assert!(shown.contains(part), "{part} missing from {shown}");
+    }
+    assert!(!shown.contains(SANDBOX_CLIENT_SECRET), "{shown}");
 }
