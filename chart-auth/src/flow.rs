@@ -485,11 +485,7 @@ impl<S: TokenStore> ChartConnect<S> {
         let (token, version) = self.vault.unseal_versioned(account_id).await?;
         match self.client.disconnect_token(&token).await {
             Ok(()) | Err(Error::InvalidToken(_)) => {
-                if !self.vault.delete_version(account_id, version).await? {
-                    tracing::info!(
-                        "the account was reconnected during its disconnect; the new token is kept"
-                    );
-                }
+                self.vault.delete_version(account_id, version).await?;
                 Ok(())
             }
             Err(e) => Err(e),

@@ -72,6 +72,16 @@ where
         Arc::new(Vault::new(SANDBOX_CLIENT_ID, keyring(), gate.clone())),
     );
     let writer = Vault::new(SANDBOX_CLIENT_ID, keyring(), other);
+    // Without a race, a disconnect deletes the record.
+    let lone = chart
+        .complete(env.receive(&env.mint(false, Scenario::Success), Flow::Embedded))
+        .await
+        .unwrap();
+    gate.0.open.notify_one();
+    chart.disconnect(lone.account_id()).await.unwrap();
+    gate.0.entered.notified().await; // the permit that delete left
+    assert!(writer.get(lone.account_id()).await.unwrap().is_none());
+
     let first = chart
         .complete(env.receive(&env.mint(false, Scenario::Success), Flow::Embedded))
         .await
