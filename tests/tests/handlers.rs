@@ -389,3 +389,24 @@ async fn chart_connect_debug_names_its_parts_and_no_secret() {
     }
     assert!(!shown.contains(SANDBOX_CLIENT_SECRET), "{shown}");
 }
+
+#[tokio::test]
+async fn a_code_may_be_as_long_as_the_limit_and_not_a_byte_longer() {
+    let env = support::env().await;
+    let start = env
+        .chart
+        .begin_connect(Flow::Embedded, support::SESSION)
+        .unwrap();
+    let receive = |len: usize| {
+        env.chart.receive_code(
+            chart_auth::AuthorizationCode::new("c".repeat(len)),
+            &start.state,
+            support::SESSION,
+            chart_auth::FlowKind::Embedded,
+        )
+    };
+    // Chart refuses codes over 4 KiB; the SDK's own limit is 2,048 bytes.
+    assert!(receive(2048).is_ok());
+    let err = receive(2049).unwrap_err();
+    assert_eq!(err.label(), "bad_callback", "{err}");
+}
