@@ -322,16 +322,13 @@ async fn route<S: TokenStore + 'static>(
     req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let session = session_of(req.headers());
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_owned();
-    let host = if host.starts_with("127.0.0.1") {
-        "127.0.0.1"
-    } else {
-        "localhost"
+    let Some(host) = loopback_host(req.headers(), demo.port) else {
+        // DNS rebinding: a page on another name that resolves to 127.0.0.1 must not
+        // reach the accounts or disconnect them.
+        return json(
+            StatusCode::MISDIRECTED_REQUEST,
+            serde_json::json!({"error": "unknown_host", "message": "Open the demo at http://localhost:PORT."}),
+        );
     };
     let origin = format!("http://{host}:{}", demo.port);
     match (req.method().clone(), req.uri().path()) {
@@ -491,6 +488,22 @@ async fn route<S: TokenStore + 'static>(
             StatusCode::NOT_FOUND,
             serde_json::json!({"error": "not_found"}),
         ),
+    }
+}
+
+/// The request's `Host` if it names this demo on loopback (`localhost`, `127.0.0.1` or
+/// `[::1]`, at its port), as the origin's host part.
+fn loopback_host(headers: &http::HeaderMap, port: u16) -> Option<&'static str> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let (name, at) = host.rsplit_once(':')?;
+    if at.parse::<u16>().ok()? != port {
+        return None;
+    }
+    match name.to_ascii_lowercase().as_str() {
+        "localhost" => Some("localhost"),
+        "127.0.0.1" => Some("127.0.0.1"),
+        "[::1]" => Some("[::1]"),
+        _ => None,
     }
 }
 

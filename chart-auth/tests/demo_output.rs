@@ -102,3 +102,53 @@ async fn the_demo_prints_no_token_and_no_key() {
     assert!(secrets.len() >= 2, "a key and at least one token");
     leaks::assert_no_leak(&printed, &secrets, "the demo's output");
 }
+
+#[test]
+fn the_demo_answers_only_on_its_loopback_names() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(demo_binary())
+        .args(["--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .find_map(|l| {
+            l.strip_prefix("Open ")
+                .map(|r| r.split_whitespace().next().unwrap().to_owned())
+        })
+        .expect("the demo prints its URL");
+    let port = url
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .trim_end_matches('/')
+        .to_owned();
+    let status = |host: &str| {
+        let mut tcp =
+            std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+        write!(
+            tcp,
+            "GET /api/accounts HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).unwrap();
+        answer[9..12].to_owned()
+    };
+    let answers = [
+        status(&format!("localhost:{port}")),
+        status(&format!("127.0.0.1:{port}")),
+        // A rebound name, another port, no port.
+        status(&format!("rebind.example:{port}")),
+        status("localhost:1"),
+        status("localhost"),
+    ];
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(answers, ["200", "200", "421", "421", "421"]);
+}
