@@ -79,8 +79,14 @@ where
         .unwrap();
     gate.0.open.notify_one();
     chart.disconnect(lone.account_id()).await.unwrap();
-    gate.0.entered.notified().await; // the permit that delete left
     assert!(writer.get(lone.account_id()).await.unwrap().is_none());
+    // Take the permit that delete left, so that the race below waits for its own.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        gate.0.entered.notified(),
+    )
+    .await
+    .expect("the disconnect went through the store's delete");
 
     let first = chart
         .complete(env.receive(&env.mint(false, Scenario::Success), Flow::Embedded))
