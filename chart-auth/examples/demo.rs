@@ -281,13 +281,30 @@ async fn serve<S: TokenStore + 'static>(listener: TcpListener, demo: Arc<Demo<S>
 }
 
 const SESSION_COOKIE: &str = "demo_sid";
+/// The double-submit CSRF cookie: the page's script sends it back as `x-csrf-token` on
+/// every POST, which a page of another origin can neither read nor set.
+const CSRF_COOKIE: &str = "demo_csrf";
+
+fn cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
+    cookies.split(';').find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k == name && !v.is_empty()).then(|| v.to_owned())
+    })
+}
 
 fn session_of(headers: &http::HeaderMap) -> Option<String> {
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    cookies
-        .split(';')
-        .find_map(|c| c.trim().strip_prefix("demo_sid="))
-        .map(str::to_owned)
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// Whether a POST carries the CSRF cookie's value in `x-csrf-token`.
+fn csrf_ok(headers: &http::HeaderMap) -> bool {
+    use subtle::ConstantTimeEq;
+    let (Some(cookie), Some(sent)) = (cookie(headers, CSRF_COOKIE), headers.get("x-csrf-token"))
+    else {
+        return false;
+    };
+    bool::from(cookie.as_bytes().ct_eq(sent.as_bytes()))
 }
 
 /// Prints a step of a flow. Unlike `println!`, it never panics: a closed stdout (a
@@ -331,17 +348,32 @@ async fn route<S: TokenStore + 'static>(
         );
     };
     let origin = format!("http://{host}:{}", demo.port);
+    if req.method() == Method::POST && !csrf_ok(req.headers()) {
+        return json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": "csrf", "message": "Reload the demo page and try again."}),
+        );
+    }
     match (req.method().clone(), req.uri().path()) {
         (Method::GET, "/") => {
             let mut resp = respond(StatusCode::OK, "text/html; charset=utf-8", PAGE.to_owned());
+            let mut set = Vec::new();
             if session.is_none() {
-                let cookie = format!(
+                set.push(format!(
                     "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
                     uuid_like()
-                );
-                resp.headers_mut().insert(
+                ));
+            }
+            if cookie(req.headers(), CSRF_COOKIE).is_none() {
+                set.push(format!(
+                    "{CSRF_COOKIE}={}; Path=/; SameSite=Strict",
+                    uuid_like()
+                ));
+            }
+            for c in set {
+                resp.headers_mut().append(
                     header::SET_COOKIE,
-                    HeaderValue::from_str(&cookie).expect("ascii"),
+                    HeaderValue::from_str(&c).expect("ascii"),
                 );
             }
             resp

@@ -104,7 +104,7 @@ async fn the_demo_prints_no_token_and_no_key() {
 }
 
 #[test]
-fn the_demo_answers_only_on_its_loopback_names() {
+fn the_demo_answers_only_on_its_loopback_names_and_posts_need_its_csrf_token() {
     use std::io::{BufRead, BufReader, Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(demo_binary())
@@ -128,18 +128,32 @@ fn the_demo_answers_only_on_its_loopback_names() {
         .1
         .trim_end_matches('/')
         .to_owned();
-    let status = |host: &str| {
+    let send = |head: &str| {
         let mut tcp =
             std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
         write!(
             tcp,
-            "GET /api/accounts HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            "{head}Connection: close\r\nContent-Length: 2\r\n\r\n{{}}"
         )
         .unwrap();
         let mut answer = String::new();
         tcp.read_to_string(&mut answer).unwrap();
         answer[9..12].to_owned()
     };
+    let status = |host: &str| send(&format!("GET /api/accounts HTTP/1.1\r\nHost: {host}\r\n"));
+    // A POST needs the CSRF cookie's value in x-csrf-token (then the empty body is a 400).
+    let post = |extra: &str| {
+        send(&format!(
+            "POST /api/disconnect HTTP/1.1\r\nHost: localhost:{port}\r\n\
+             Content-Type: application/json\r\n{extra}"
+        ))
+    };
+    let posts = [
+        post("Cookie: demo_sid=s; demo_csrf=t1\r\n"),
+        post("Cookie: demo_sid=s; demo_csrf=t1\r\nx-csrf-token: t2\r\n"),
+        post("Cookie: demo_sid=s\r\nx-csrf-token: t1\r\n"),
+        post("Cookie: demo_sid=s; demo_csrf=t1\r\nx-csrf-token: t1\r\n"),
+    ];
     let answers = [
         status(&format!("localhost:{port}")),
         status(&format!("127.0.0.1:{port}")),
@@ -151,4 +165,5 @@ fn the_demo_answers_only_on_its_loopback_names() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(answers, ["200", "200", "421", "421", "421"]);
+    assert_eq!(posts, ["403", "403", "403", "400"]);
 }
