@@ -129,6 +129,16 @@ async fn migrate_is_versioned_and_runs_once() {
     assert_eq!(guard.migrate().await.unwrap(), 0);
 }
 
+#[test]
+fn a_pool_shows_its_shape_and_not_its_url_and_resizes() {
+    let pool = PostgresPool::connect("postgres://user:hunter2@127.0.0.1:1/none").unwrap();
+    pool.resize(3);
+    let shown = format!("{pool:?}");
+    assert!(shown.starts_with("PostgresPool"), "{shown}");
+    assert!(shown.contains("max_size: 3"), "{shown}");
+    assert!(!shown.contains("hunter2") && !shown.contains("127.0.0.1"), "{shown}");
+}
+
 #[tokio::test]
 async fn bad_conditions_give_typed_errors() {
     // Nothing listens on port 1: the pool gives up in time with a typed error.
