@@ -27,7 +27,8 @@ pub struct Claim<'a> {
     pub id: ConnectStateId,
     /// When the state expires; the claim may be forgotten after that.
     pub expires_at: SystemTime,
-    /// The caller's session binding, for per-session quotas.
+    /// Names the caller's session, for per-session quotas: `ChartConnect` passes the
+    /// SHA-256 of the session binding, never the binding itself.
     pub session: &'a [u8],
 }
 

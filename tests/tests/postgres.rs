@@ -136,7 +136,10 @@ fn a_pool_shows_its_shape_and_not_its_url_and_resizes() {
     let shown = format!("{pool:?}");
     assert!(shown.starts_with("PostgresPool"), "{shown}");
     assert!(shown.contains("max_size: 3"), "{shown}");
-    assert!(!shown.contains("hunter2") && !shown.contains("127.0.0.1"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("127.0.0.1"),
+        "{shown}"
+    );
 }
 
 #[tokio::test]
