@@ -139,11 +139,24 @@ impl Pkcs11Config {
     /// Takes the PIN from the file named by `CHART_PKCS11_PIN_FILE`, or else from
     /// `CHART_PKCS11_PIN`.
     pub fn pin_from_env(self) -> Result<Self, KeySourceError> {
-        if let Some(path) = std::env::var_os(PIN_FILE_VAR).filter(|p| !p.is_empty()) {
+        self.pin_from_settings(
+            std::env::var_os(PIN_FILE_VAR),
+            std::env::var(PIN_VAR).ok().map(Zeroizing::new),
+        )
+    }
+
+    /// [`Pkcs11Config::pin_from_env`] on the values of its two variables: the file wins
+    /// when it is named; an empty value counts as unset.
+    fn pin_from_settings(
+        self,
+        file: Option<std::ffi::OsString>,
+        pin: Option<Zeroizing<String>>,
+    ) -> Result<Self, KeySourceError> {
+        if let Some(path) = file.filter(|p| !p.is_empty()) {
             return self.pin_file(Path::new(&path));
         }
-        match std::env::var(PIN_VAR) {
-            Ok(pin) if !pin.is_empty() => Ok(self.pin(pin)),
+        match pin {
+            Some(pin) if !pin.is_empty() => Ok(self.pin(pin.as_str())),
             _ => Err(KeySourceError::PinMissing(PIN_VAR)),
         }
     }
@@ -620,6 +633,41 @@ fn module(operation: &'static str, e: CkError) -> KeySourceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pin_file_wins_over_the_pin_and_empty_values_count_as_unset() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pin");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .unwrap()
+            .write_all(b"from-file\n")
+            .unwrap();
+        let config = || Pkcs11Config::new("/m.so", "token", "key");
+        let pin = |text: &str| Some(Zeroizing::new(text.to_owned()));
+        let shown = |c: Result<Pkcs11Config, KeySourceError>| c.unwrap().pin.unwrap().to_string();
+        let named = Some(file.clone().into_os_string());
+        assert_eq!(
+            shown(config().pin_from_settings(named, pin("p"))),
+            "from-file"
+        );
+        assert_eq!(
+            shown(config().pin_from_settings(Some("".into()), pin("p"))),
+            "p"
+        );
+        assert_eq!(shown(config().pin_from_settings(None, pin("p"))), "p");
+        for missing in [None, pin("")] {
+            assert!(matches!(
+                config().pin_from_settings(None, missing),
+                Err(KeySourceError::PinMissing(PIN_VAR))
+            ));
+        }
+    }
 
     #[test]
     fn key_wrap_is_preferred_then_gcm_then_a_clear_refusal() {
