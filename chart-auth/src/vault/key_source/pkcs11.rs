@@ -635,6 +635,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_config_shows_where_the_key_is_and_never_the_pin() {
+        let config =
+            Pkcs11Config::new("/usr/lib/softhsm/libsofthsm2.so", "chart", "kek").pin("s3cret-pin");
+        let shown = format!("{config:?}");
+        for part in [
+            "Pkcs11Config",
+            "libsofthsm2.so",
+            "\"chart\"",
+            "\"kek\"",
+            "<redacted>",
+        ] {
+            assert!(shown.contains(part), "{part} missing from {shown}");
+        }
+        assert!(!shown.contains("s3cret-pin"), "{shown}");
+    }
+
+    #[test]
     fn the_pin_file_wins_over_the_pin_and_empty_values_count_as_unset() {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
