@@ -123,17 +123,21 @@ impl Pkcs11Config {
     /// `CHART_PKCS11_KEY`, and the PIN from the file named by `CHART_PKCS11_PIN_FILE` or
     /// else from `CHART_PKCS11_PIN`.
     pub fn from_env() -> Result<Self, KeySourceError> {
+        Self::from_vars(|name| std::env::var(name).ok())?.pin_from_env()
+    }
+
+    /// The module, token and key of [`Pkcs11Config::from_env`], read through `var`; an
+    /// empty value counts as unset.
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, KeySourceError> {
         let var = |name: &'static str| {
-            std::env::var(name)
-                .ok()
+            var(name)
                 .filter(|v| !v.is_empty())
                 .ok_or(KeySourceError::Module {
                     operation: "configuration",
                     reason: format!("{name} is not set"),
                 })
         };
-        let config = Self::new(var(MODULE_VAR)?, var(TOKEN_VAR)?, var(KEY_VAR)?);
-        config.pin_from_env()
+        Ok(Self::new(var(MODULE_VAR)?, var(TOKEN_VAR)?, var(KEY_VAR)?))
     }
 
     /// Takes the PIN from the file named by `CHART_PKCS11_PIN_FILE`, or else from
@@ -633,6 +637,32 @@ fn module(operation: &'static str, e: CkError) -> KeySourceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_module_token_and_key_variables_are_required_and_not_empty() {
+        let vars = |empty: &'static str| {
+            move |name: &str| (name != empty).then(|| format!("{name}-value"))
+        };
+        let config = Pkcs11Config::from_vars(vars("none")).unwrap();
+        assert_eq!(config.token_label, "CHART_PKCS11_TOKEN-value");
+        for missing in [MODULE_VAR, TOKEN_VAR, KEY_VAR] {
+            let err = Pkcs11Config::from_vars(vars(missing)).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("{missing} is not set")),
+                "{err}"
+            );
+        }
+        let empty = |name: &str| {
+            (name != KEY_VAR)
+                .then(|| "x".to_owned())
+                .or(Some(String::new()))
+        };
+        let err = Pkcs11Config::from_vars(empty).unwrap_err();
+        assert!(
+            err.to_string().contains("CHART_PKCS11_KEY is not set"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_config_shows_where_the_key_is_and_never_the_pin() {
