@@ -396,30 +396,7 @@ async fn the_demo_connects_accounts_in_both_flows_and_seals_them() {
         .unwrap();
 
     // Embedded flow, in the overlay iframe.
-    b.client
-        .find(Locator::Css("#connect-embedded"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#connect-frame"))
-        .await
-        .unwrap();
-    b.client.enter_frame(0).await.unwrap();
-    b.client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#connect"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.client.enter_parent_frame().await.unwrap();
+    demo_embedded_press(&b, "#connect").await;
     b.client
         .wait()
         .at_most(WAIT)
@@ -429,30 +406,7 @@ async fn the_demo_connects_accounts_in_both_flows_and_seals_them() {
         .await
         .unwrap();
     // Closing the embedded window is a clean "you closed it", not "not valid".
-    b.client
-        .find(Locator::Css("#connect-embedded"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#connect-frame"))
-        .await
-        .unwrap();
-    b.client.enter_frame(0).await.unwrap();
-    b.client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#close"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.client.enter_parent_frame().await.unwrap();
+    demo_embedded_press(&b, "#close").await;
     let closed = b
         .client
         .wait()
@@ -494,6 +448,35 @@ async fn the_demo_connects_accounts_in_both_flows_and_seals_them() {
             "a plaintext token on disk"
         );
     }
+}
+
+/// Opens the demo's embedded Connect overlay, clicks `control` inside its frame (once it
+/// is there), and returns to the demo page.
+async fn demo_embedded_press(b: &Browser, control: &str) {
+    b.client
+        .find(Locator::Css("#connect-embedded"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#connect-frame"))
+        .await
+        .unwrap();
+    b.client.enter_frame(0).await.unwrap();
+    b.client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(control))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.client.enter_parent_frame().await.unwrap();
 }
 
 /// Builds `tests/react` (Chart's published React SDK, bundled unmodified) and gives the
