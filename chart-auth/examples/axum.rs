@@ -5,12 +5,14 @@
 //! cargo run -p chart-auth --example axum    # then open http://localhost:3000/login
 //! ```
 //!
-//! It runs the mock Chart server in-process. `/login` sets a session cookie, `/connect`
-//! sends the browser to Chart Connect with a Connect state bound to that session, and
+//! It runs the mock Chart server in-process. `/login` signs a new visitor in (a user id
+//! in the server's session table, a session cookie in the browser), `/connect` sends
+//! the browser to Chart Connect with a Connect state bound to that session and user, and
 //! Chart Connect redirects back to `/api/chart/callback`, which exchanges the code and
-//! seals the token. `chart-auth/tests/axum.rs` drives this same router.
+//! seals the token as that user's. `chart-auth/tests/axum.rs` drives this same router.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -20,6 +22,7 @@ use axum::routing::get;
 use chart_auth::vault::{Keyring, MemoryStore, TokenStore, Vault};
 use chart_auth::{
     CallbackService, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow,
+    Owner, Session,
 };
 use chart_mock_server::{
     MockConfig, MockServer, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_REDIRECT_URIS,
@@ -28,45 +31,68 @@ use chart_mock_server::{
 /// The session cookie's name.
 const SESSION_COOKIE: &str = "sid";
 
+/// The server's session table: session id → signed-in user. A real app has its own.
+type Sessions = Arc<Mutex<HashMap<String, Owner>>>;
+
 /// What the handlers share.
 struct App<S> {
     chart: ChartConnect<S>,
     redirect_uri: String,
+    sessions: Sessions,
 }
 
 /// The backend's routes: `/login`, `/connect` and the callback.
 pub fn router<S: TokenStore + 'static>(chart: ChartConnect<S>, redirect_uri: String) -> Router {
+    let sessions = Sessions::default();
+    let table = sessions.clone();
     let callback = CallbackService::builder(chart.clone())
-        .session(|parts| session_of(&parts.headers))
+        .session(move |parts| session_of(&table, &parts.headers))
         .build();
     Router::new()
-        .route("/login", get(login))
+        .route("/login", get(login::<S>))
         .route("/connect", get(begin_connect::<S>))
         .route_service("/api/chart/callback", callback)
         .with_state(Arc::new(App {
             chart,
             redirect_uri,
+            sessions,
         }))
 }
 
-/// The session binding: the session cookie's value. A real app would use its session
-/// middleware's id, or a hash of it.
-fn session_of(headers: &HeaderMap) -> Option<Vec<u8>> {
+/// The caller's session: the session cookie's value as the binding, and the user the
+/// server's table has for it as the owner. Nothing the browser says names the owner.
+fn session_of(sessions: &Sessions, headers: &HeaderMap) -> Option<Session> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    cookies
+    let sid = cookies
         .split(';')
         .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
-        .filter(|v| !v.is_empty())
-        .map(|v| v.as_bytes().to_vec())
+        .filter(|v| !v.is_empty())?;
+    let owner = sessions.lock().ok()?.get(sid)?.clone();
+    Some(Session {
+        binding: sid.as_bytes().to_vec(),
+        owner,
+    })
 }
 
-/// Logs the visitor in: a fresh random session id in an HttpOnly cookie.
-async fn login() -> Response {
+fn random_hex() -> Option<String> {
     let mut id = [0u8; 16];
-    if getrandom::fill(&mut id).is_err() {
+    getrandom::fill(&mut id).ok()?;
+    Some(id.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Logs a new visitor in: a user id in the session table, and a fresh random session
+/// id in an HttpOnly cookie.
+async fn login<S: TokenStore + 'static>(State(app): State<Arc<App<S>>>) -> Response {
+    let (Some(sid), Some(user)) = (random_hex(), random_hex()) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
-    let sid: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    };
+    let Ok(owner) = Owner::new(format!("visitor-{}", &user[..8])) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    match app.sessions.lock() {
+        Ok(mut table) => table.insert(sid.clone(), owner),
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
     (
         [(
             header::SET_COOKIE,
@@ -82,13 +108,16 @@ async fn begin_connect<S: TokenStore + 'static>(
     State(app): State<Arc<App<S>>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(session) = session_of(&headers) else {
+    let Some(session) = session_of(&app.sessions, &headers) else {
         return Redirect::to("/login").into_response();
     };
     let flow = Flow::Redirect {
         redirect_uri: app.redirect_uri.clone(),
     };
-    match app.chart.begin_connect(flow, &session) {
+    match app
+        .chart
+        .begin_connect(flow, &session.binding, &session.owner)
+    {
         Ok(start) => match start.connect_url {
             Some(url) => Redirect::to(&url).into_response(),
             None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),

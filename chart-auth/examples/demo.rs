@@ -6,7 +6,8 @@
 //! ```
 //!
 //! It starts the mock Chart server in-process and a demo backend on `127.0.0.1:3000`
-//! that mounts the SDK's `CallbackService`. Tokens are sealed in a `FileStore` under
+//! that mounts the SDK's `CallbackService`. Each browser session is one demo user: it
+//! lists and disconnects only its own accounts. Tokens are sealed in a `FileStore` under
 //! `.chart-demo/` with a vault key made on first run (and reused after). Set
 //! `CHART_CLIENT_ID`, `CHART_CLIENT_SECRET` and `CHART_API_BASE` (and optionally
 //! `CHART_CONNECT_BASE`) to use the real Chart API instead of the mock.
@@ -19,12 +20,14 @@ use bytes::Bytes;
 use chart_auth::vault::{FileStore, Keyring, TokenStore, Vault};
 use chart_auth::{
     CallbackService, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow,
+    Owner, Session,
 };
 use chart_mock_server::{ClientConfig, MockConfig, MockServer};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use sha2::Digest;
 use tokio::net::TcpListener;
 
 type Body = Full<Bytes>;
@@ -234,7 +237,20 @@ async fn start<S: TokenStore + 'static>(
         vault,
     );
     let callback = CallbackService::builder(chart.clone())
-        .session(|parts| session_of(&parts.headers).map(String::into_bytes))
+        .session(|parts| {
+            let sid = session_of(&parts.headers)?;
+            Some(Session {
+                owner: owner_of(&sid),
+                binding: sid.into_bytes(),
+            })
+        })
+        .on_connected(|stored| {
+            say(format_args!(
+                "· account {} is now {:?}'s: only their session lists or disconnects it",
+                stored.account_id(),
+                stored.owner()
+            ));
+        })
         .success_page("/?connected=1")
         .error_page("/")
         .build();
@@ -295,6 +311,15 @@ fn cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
 
 fn session_of(headers: &http::HeaderMap) -> Option<String> {
     cookie(headers, SESSION_COOKIE)
+}
+
+/// The demo's user model: each browser session is one user. A real app takes the owner
+/// from its signed-in user; the demo names the user after a hash of the session id, so
+/// that the id (a credential) never shows in the console.
+fn owner_of(session: &str) -> Owner {
+    let digest = sha2::Sha256::digest(session.as_bytes());
+    let name: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    Owner::new(format!("demo-user-{name}")).expect("a short owner id")
 }
 
 /// Whether a POST carries the CSRF cookie's value in `x-csrf-token`.
@@ -438,7 +463,10 @@ async fn route<S: TokenStore + 'static>(
             let flow = Flow::Redirect {
                 redirect_uri: format!("{origin}/api/chart/callback"),
             };
-            match demo.chart.begin_connect(flow, session.as_bytes()) {
+            match demo
+                .chart
+                .begin_connect(flow, session.as_bytes(), &owner_of(&session))
+            {
                 Ok(start) => {
                     say(format_args!(
                         "→ Connect (redirect flow): state signed for this session; browser sent to Chart Connect"
@@ -458,7 +486,10 @@ async fn route<S: TokenStore + 'static>(
                     serde_json::json!({"error": "no_session"}),
                 );
             };
-            match demo.chart.begin_connect(Flow::Embedded, session.as_bytes()) {
+            match demo
+                .chart
+                .begin_connect(Flow::Embedded, session.as_bytes(), &owner_of(&session))
+            {
                 Ok(start) => {
                     say(format_args!(
                         "→ Connect (embedded flow): state signed for this session; Chart Connect opens in an iframe"
@@ -482,14 +513,17 @@ async fn route<S: TokenStore + 'static>(
                 ),
             }
         }
-        (Method::GET, "/api/accounts") => accounts(demo).await,
+        (Method::GET, "/api/accounts") => match session {
+            Some(session) => accounts(demo, &owner_of(&session)).await,
+            None => json(StatusCode::OK, serde_json::json!([])),
+        },
         (Method::POST, "/api/disconnect") => {
-            if session.is_none() {
+            let Some(session) = session else {
                 return json(
                     StatusCode::FORBIDDEN,
                     serde_json::json!({"error": "no_session"}),
                 );
-            }
+            };
             let body = req
                 .into_body()
                 .collect()
@@ -505,7 +539,8 @@ async fn route<S: TokenStore + 'static>(
                     serde_json::json!({"error": "account_id is required"}),
                 );
             };
-            match demo.chart.disconnect(&account).await {
+            // Only this user's account: another user's is not found, and nothing is sent.
+            match demo.chart.disconnect(&owner_of(&session), &account).await {
                 Ok(()) => json(
                     StatusCode::OK,
                     serde_json::json!({"status": "disconnected"}),
@@ -547,9 +582,9 @@ fn see_other(location: &str) -> Response<Body> {
     resp
 }
 
-/// The connected accounts, with a live `/introspect` of each. Never a token.
-async fn accounts<S: TokenStore + 'static>(demo: &Demo<S>) -> Response<Body> {
-    let stored = match demo.chart.vault().list().await {
+/// The user's connected accounts, with a live `/introspect` of each. Never a token.
+async fn accounts<S: TokenStore + 'static>(demo: &Demo<S>, owner: &Owner) -> Response<Body> {
+    let stored = match demo.chart.accounts(owner).await {
         Ok(s) => s,
         Err(e) => {
             return json(
@@ -563,7 +598,7 @@ async fn accounts<S: TokenStore + 'static>(demo: &Demo<S>) -> Response<Body> {
     stored.sort_by_key(|a| std::cmp::Reverse(a.stored_at()));
     let mut out = Vec::new();
     for conn in stored {
-        let live = match demo.chart.introspect(conn.account_id()).await {
+        let live = match demo.chart.introspect(owner, conn.account_id()).await {
             Ok(i) => {
                 serde_json::json!({"ok": true, "name": i.name, "taxpayer_id": i.taxpayer_id, "provider_id": i.provider_id})
             }
@@ -594,11 +629,10 @@ async fn prune_forgotten<S: TokenStore + 'static>(
     chart: &ChartConnect<S>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut pruned = 0;
-    for account in chart.vault().list().await? {
-        if let Err(chart_auth::Error::InvalidToken(_)) =
-            chart.introspect(account.account_id()).await
-        {
-            chart.vault().delete(account.account_id()).await?;
+    for account in chart.vault().list_all().await? {
+        let (owner, id) = (account.owner(), account.account_id());
+        if let Err(chart_auth::Error::InvalidToken(_)) = chart.introspect(owner, id).await {
+            chart.vault().delete(owner, id).await?;
             pruned += 1;
         }
     }

@@ -14,8 +14,13 @@
 //!
 //! # Mounting it safely
 //! Mount it behind your app's session middleware and give [`CallbackBuilder::session`]
-//! a function that returns the caller's session binding (e.g. the session id, or a
-//! hash of it). The state signed by [`ChartConnect::begin_connect`] is bound to it.
+//! a function that reads the caller's [`Session`] from the request: its binding (e.g.
+//! the session id, or a hash of it) and its [`Owner`] (your user or tenant id), both
+//! from your server-side session. The state signed by [`ChartConnect::begin_connect`]
+//! is bound to both, so a callback completes only for the owner who began it, and the
+//! account is stored as that owner's. The browser never says whose account it is.
+//! [`CallbackBuilder::on_connected`] tells your code which account was connected for
+//! which owner.
 //!
 //! What the Connect state stops: a callback that this application did not start for
 //! this session (login CSRF: an attacker's own code and state planted in a victim's
@@ -54,6 +59,7 @@ use serde::Deserialize;
 use crate::connect_state::FlowKind;
 use crate::error::{ConnectStateError, Error};
 use crate::flow::{ChartConnect, Connection, Stored};
+use crate::ids::Owner;
 use crate::secret::AuthorizationCode;
 use crate::vault::TokenStore;
 
@@ -62,13 +68,24 @@ pub const MAX_CALLBACK_BODY: usize = 8 * 1024;
 /// The most characters of a `?error=` value kept (before escaping).
 const MAX_DENIED_ERROR_CHARS: usize = 64;
 
-type SessionFn = dyn Fn(&http::request::Parts) -> Option<Vec<u8>> + Send + Sync;
+type SessionFn = dyn Fn(&http::request::Parts) -> Option<Session> + Send + Sync;
+type ConnectedFn = dyn Fn(&Connection<Stored>) + Send + Sync;
+
+/// Who is calling back, as your server-side session knows it.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// What the Connect state is bound to: the session id, or a hash of it.
+    pub binding: Vec<u8>,
+    /// Whose account the callback connects: your user or tenant.
+    pub owner: Owner,
+}
 
 /// Builds a [`CallbackService`].
 #[must_use]
 pub struct CallbackBuilder<S> {
     chart: ChartConnect<S>,
     session: Option<Box<SessionFn>>,
+    on_connected: Option<Box<ConnectedFn>>,
     success_page: Option<String>,
     error_page: Option<String>,
 }
@@ -84,13 +101,26 @@ impl<S> fmt::Debug for CallbackBuilder<S> {
 }
 
 impl<S> CallbackBuilder<S> {
-    /// How to find the caller's session binding in the request (usually a cookie).
-    /// Without one, every callback is refused.
+    /// How to find the caller's [`Session`] in the request (usually from a cookie, in
+    /// your session store): the binding and the owner. `None` refuses the callback, and
+    /// without this function every callback is refused.
     pub fn session(
         mut self,
-        binding: impl Fn(&http::request::Parts) -> Option<Vec<u8>> + Send + Sync + 'static,
+        session: impl Fn(&http::request::Parts) -> Option<Session> + Send + Sync + 'static,
     ) -> Self {
-        self.session = Some(Box::new(binding));
+        self.session = Some(Box::new(session));
+        self
+    }
+
+    /// Called once per connected account, after its token is stored and before the
+    /// answer: the server-side place to learn which account was connected for which
+    /// owner (`stored.owner()`, `stored.account_id()`). It must not block; spawn a task
+    /// for slow work.
+    pub fn on_connected(
+        mut self,
+        hook: impl Fn(&Connection<Stored>) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_connected = Some(Box::new(hook));
         self
     }
 
@@ -113,6 +143,7 @@ impl<S> CallbackBuilder<S> {
             inner: Arc::new(Inner {
                 chart: self.chart,
                 session: self.session.unwrap_or_else(|| Box::new(|_| None)),
+                on_connected: self.on_connected,
                 success_page: self.success_page,
                 error_page: self.error_page,
             }),
@@ -125,7 +156,7 @@ impl<S> CallbackBuilder<S> {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use std::sync::Arc;
-/// use chart_auth::{CallbackService, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner};
+/// use chart_auth::{CallbackService, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Owner, Session};
 /// use chart_auth::vault::{Keyring, MemoryStore, Vault};
 ///
 /// let client = ChartClient::new(Config::builder("id", ClientSecret::new("secret")).build()?)?;
@@ -134,8 +165,12 @@ impl<S> CallbackBuilder<S> {
 /// let callback = CallbackService::builder(chart)
 ///     .session(|parts| {
 ///         let cookie = parts.headers.get("cookie")?.to_str().ok()?;
-///         cookie.split("; ").find_map(|c| c.strip_prefix("sid=")).map(|s| s.as_bytes().to_vec())
+///         let sid = cookie.split("; ").find_map(|c| c.strip_prefix("sid="))?;
+///         // Your session store maps the session id to the signed-in user.
+///         let user = if sid == "s-1" { "user-1" } else { return None };
+///         Some(Session { binding: sid.as_bytes().to_vec(), owner: Owner::new(user).ok()? })
 ///     })
+///     .on_connected(|stored| tracing::info!(account = stored.account_id(), "connected"))
 ///     .success_page("/accounts")
 ///     .build();
 /// // A callback without code or state is refused with a message fit for the user.
@@ -168,6 +203,7 @@ impl<S> fmt::Debug for CallbackService<S> {
 struct Inner<S> {
     chart: ChartConnect<S>,
     session: Box<SessionFn>,
+    on_connected: Option<Box<ConnectedFn>>,
     success_page: Option<String>,
     error_page: Option<String>,
 }
@@ -196,6 +232,7 @@ impl<S: TokenStore + 'static> CallbackService<S> {
         CallbackBuilder {
             chart,
             session: None,
+            on_connected: None,
             success_page: None,
             error_page: None,
         }
@@ -303,9 +340,7 @@ impl<S: TokenStore + 'static> CallbackService<S> {
             // Still check the state, so a forged "cancelled" cannot be planted.
             self.inner
                 .chart
-                .signer()
-                .verify(&state, &session, cb.via)
-                .map_err(Error::InvalidConnectState)?;
+                .verify_state(&state, &session.binding, &session.owner, cb.via)?;
             // The value comes from the URL: escaped, so it cannot forge log lines.
             return Err(Error::ConnectDenied {
                 error: error
@@ -318,11 +353,18 @@ impl<S: TokenStore + 'static> CallbackService<S> {
         let code = cb
             .code
             .ok_or_else(|| Error::BadCallback("the code is missing".into()))?;
-        let received = self
-            .inner
-            .chart
-            .receive_code(code, &state, &session, cb.via)?;
-        self.inner.chart.complete(received).await
+        let received = self.inner.chart.receive_code(
+            code,
+            &state,
+            &session.binding,
+            &session.owner,
+            cb.via,
+        )?;
+        let stored = self.inner.chart.complete(received).await?;
+        if let Some(hook) = &self.inner.on_connected {
+            hook(&stored);
+        }
+        Ok(stored)
     }
 }
 

@@ -2,14 +2,18 @@
 //! Connect session begins and verifies when the callback arrives.
 //!
 //! A Connect state carries the flow (and its `redirect_uri`), an expiry, a unique id
-//! and a keyed tag of the caller's session binding. It is HMAC-SHA256 signed, so a
-//! callback this application did not start for this session (login CSRF), a stale one
-//! or one meant for the other flow is refused before any code is sent to Chart. It
+//! and a keyed tag of the caller's session binding and owner. It is HMAC-SHA256
+//! signed, so a callback this application did not start for this session and owner
+//! (login CSRF, or an account planted on another user), a stale one or one meant for
+//! the other flow is refused before any code is sent to Chart. It
 //! does not make a stolen code useless: see the callback's docs.
 //!
 //! ```text
 //! version(1) ‖ flow(1) ‖ expiry(8, big endian) ‖ id(16) ‖ session tag(16) ‖ redirect_uri ‖ HMAC(32)
 //! ```
+//!
+//! The session tag is a truncated HMAC of the session binding and the owner,
+//! length-prefixed so that no two pairs give the same bytes.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,6 +26,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::{ConfigError, ConnectStateError};
+use crate::ids::Owner;
 
 /// Which Connect flow a code came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,15 +124,19 @@ pub const MAX_CONNECT_STATE_LEN: usize = 4096;
 /// Signs and verifies Connect `state` values with HMAC-SHA256.
 ///
 /// A state carries the flow (and `redirect_uri`), an expiry, a unique id and a keyed
-/// tag of the caller's session binding; the binding itself is never in the state.
+/// tag of the caller's session binding and owner; neither is in the state itself.
 ///
 /// ```
-/// use chart_auth::{ConnectStateError, ConnectStateSigner, Flow, FlowKind};
+/// use chart_auth::{ConnectStateError, ConnectStateSigner, Flow, FlowKind, Owner};
 /// let signer = ConnectStateSigner::generate();
-/// let state = signer.issue(&Flow::Embedded, b"session-1");
-/// assert!(signer.verify(&state, b"session-1", FlowKind::Embedded).is_ok());
-/// assert_eq!(signer.verify(&state, b"session-2", FlowKind::Embedded).unwrap_err(),
+/// let (alice, bob) = (Owner::new("alice")?, Owner::new("bob")?);
+/// let state = signer.issue(&Flow::Embedded, b"session-1", &alice);
+/// assert!(signer.verify(&state, b"session-1", &alice, FlowKind::Embedded).is_ok());
+/// assert_eq!(signer.verify(&state, b"session-2", &alice, FlowKind::Embedded).unwrap_err(),
 ///            ConnectStateError::SessionMismatch);
+/// assert_eq!(signer.verify(&state, b"session-1", &bob, FlowKind::Embedded).unwrap_err(),
+///            ConnectStateError::SessionMismatch);
+/// # Ok::<(), chart_auth::OwnerError>(())
 /// ```
 pub struct ConnectStateSigner {
     key: Zeroizing<[u8; 32]>,
@@ -186,21 +195,24 @@ impl ConnectStateSigner {
         mac
     }
 
-    fn session_tag(&self, session: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = self.mac(b"chart-auth/session/v1\0");
+    fn session_tag(&self, session: &[u8], owner: &Owner) -> [u8; TAG_LEN] {
+        let mut mac = self.mac(b"chart-auth/session/v2\0");
+        mac.update(&(session.len() as u64).to_be_bytes());
         mac.update(session);
+        mac.update(owner.as_bytes());
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&mac.finalize().into_bytes()[..TAG_LEN]);
         tag
     }
 
-    /// Issues a state for `flow`, bound to `session`, valid for the signer's TTL.
-    pub fn issue(&self, flow: &Flow, session: &[u8]) -> String {
-        self.issue_at(flow, session, SystemTime::now())
+    /// Issues a state for `flow`, bound to `session` and `owner`, valid for the
+    /// signer's TTL.
+    pub fn issue(&self, flow: &Flow, session: &[u8], owner: &Owner) -> String {
+        self.issue_at(flow, session, owner, SystemTime::now())
     }
 
     /// Like [`ConnectStateSigner::issue`], at a given time (for tests and custom clocks).
-    pub fn issue_at(&self, flow: &Flow, session: &[u8], now: SystemTime) -> String {
+    pub fn issue_at(&self, flow: &Flow, session: &[u8], owner: &Owner, now: SystemTime) -> String {
         let expires = now
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -216,7 +228,7 @@ impl ConnectStateSigner {
         });
         payload.extend_from_slice(&expires.as_secs().to_be_bytes());
         payload.extend_from_slice(&id);
-        payload.extend_from_slice(&self.session_tag(session));
+        payload.extend_from_slice(&self.session_tag(session, owner));
         payload.extend_from_slice(uri);
         let mut mac = self.mac(b"chart-auth/state/v1\0");
         mac.update(&payload);
@@ -224,14 +236,16 @@ impl ConnectStateSigner {
         URL_SAFE_NO_PAD.encode(payload)
     }
 
-    /// Verifies a state from a callback that arrived `via` a channel, for `session`.
+    /// Verifies a state from a callback that arrived `via` a channel, for `session` and
+    /// `owner`.
     pub fn verify(
         &self,
         state: &str,
         session: &[u8],
+        owner: &Owner,
         via: FlowKind,
     ) -> Result<VerifiedConnectState, ConnectStateError> {
-        self.verify_at(state, session, via, SystemTime::now())
+        self.verify_at(state, session, owner, via, SystemTime::now())
     }
 
     /// Like [`ConnectStateSigner::verify`], at a given time (for tests and custom clocks).
@@ -239,6 +253,7 @@ impl ConnectStateSigner {
         &self,
         state: &str,
         session: &[u8],
+        owner: &Owner,
         via: FlowKind,
         now: SystemTime,
     ) -> Result<VerifiedConnectState, ConnectStateError> {
@@ -261,7 +276,7 @@ impl ConnectStateSigner {
             return Err(ConnectStateError::Forged);
         }
         let tag = &payload[TAG_AT..HEADER_LEN];
-        if !bool::from(tag.ct_eq(&self.session_tag(session))) {
+        if !bool::from(tag.ct_eq(&self.session_tag(session, owner))) {
             return Err(ConnectStateError::SessionMismatch);
         }
         let mut exp = [0u8; 8];

@@ -285,6 +285,7 @@ impl Error {
             Self::ConnectDenied { .. } => {
                 "You cancelled the connection. You can connect your account at any time."
             }
+            Self::Vault(VaultError::NotFound) => "This account is not connected.",
             Self::Vault(_) | Self::NotStored { .. } => {
                 "We could not save your connection. Please connect your account again."
             }
@@ -323,6 +324,7 @@ impl Error {
             Self::BadCallback(_) => "bad_callback",
             Self::Config(_) => "config",
             Self::Internal(_) => "internal",
+            Self::Vault(VaultError::NotFound) => "not_found",
             Self::Vault(_) => "vault",
             Self::NotStored { .. } => "not_stored",
             Self::ReplayGuard(_) => "replay_guard",
@@ -332,6 +334,8 @@ impl Error {
     /// The HTTP status a backend should answer its own frontend with for this error.
     pub fn http_status(&self) -> StatusCode {
         match self {
+            // An account that is not this owner's, or not there at all.
+            Self::Vault(VaultError::NotFound) => StatusCode::NOT_FOUND,
             Self::InvalidGrant(_)
             | Self::BadCallback(_)
             | Self::InvalidConnectState(ConnectStateError::Expired) => StatusCode::BAD_REQUEST,

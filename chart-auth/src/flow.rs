@@ -33,7 +33,7 @@ use crate::connect_state::{
     ConnectStateId, ConnectStateSigner, Flow, FlowKind, VerifiedConnectState,
 };
 use crate::error::{ConnectStateError, Error, VaultError};
-use crate::ids::{KeyId, ProviderId};
+use crate::ids::{KeyId, Owner, ProviderId};
 use crate::replay::{Claim, MemoryReplayGuard, ReplayGuard};
 use crate::secret::{AccessToken, AuthorizationCode};
 
@@ -69,11 +69,13 @@ pub struct Connection<S: Stage> {
     stage: S,
 }
 
-/// A verified code, ready to be exchanged once.
+/// A verified code, ready to be exchanged once, for the owner its Connect state was
+/// begun for.
 #[derive(Debug)]
 pub struct CodeReceived {
     code: AuthorizationCode,
     verified: VerifiedConnectState,
+    owner: Owner,
     /// SHA-256 of the session binding: the guard's per-session quota needs only a
     /// stable name for the session, and a session id is itself a credential.
     session: [u8; 32],
@@ -84,6 +86,7 @@ pub struct CodeReceived {
 #[derive(Debug)]
 pub struct Exchanged {
     client_id: String,
+    owner: Owner,
     account_id: String,
     provider_id: ProviderId,
     token: AccessToken,
@@ -106,6 +109,11 @@ impl Connection<CodeReceived> {
     /// The flow the code came from.
     pub fn flow(&self) -> &Flow {
         self.stage.verified.flow()
+    }
+
+    /// Whose account this code will connect: the owner the Connect state was begun for.
+    pub fn owner(&self) -> &Owner {
+        &self.stage.owner
     }
 
     /// The id of the Connect state this code arrived with (for replay protection).
@@ -132,6 +140,7 @@ impl Connection<CodeReceived> {
         let CodeReceived {
             code,
             verified,
+            owner,
             session,
             guard,
         } = self.stage;
@@ -147,7 +156,7 @@ impl Connection<CodeReceived> {
         let client = client.clone();
         let (answer, answered) = tokio::sync::oneshot::channel();
         let exchange = async move {
-            let result = send_code(&client, &code, &verified).await;
+            let result = send_code(&client, &code, &verified, owner).await;
             let unsent = result.as_ref().is_err_and(|e| !e.code_may_be_spent());
             if unsent && let Err(release) = guard.release(id).await {
                 tracing::warn!(error = %release, "could not release a replay claim");
@@ -173,6 +182,7 @@ async fn send_code(
     client: &ChartClient,
     code: &AuthorizationCode,
     verified: &VerifiedConnectState,
+    owner: Owner,
 ) -> Result<Connection<Exchanged>, Error> {
     let flow = verified.flow();
     let span = tracing::info_span!(
@@ -196,6 +206,7 @@ async fn send_code(
             Ok(Connection {
                 stage: Exchanged {
                     client_id: client.config().client_id().to_owned(),
+                    owner,
                     account_id: token.account_id,
                     provider_id: token.provider_id,
                     token: token.access_token,
@@ -210,6 +221,11 @@ async fn send_code(
 }
 
 impl Connection<Exchanged> {
+    /// Whose account it is.
+    pub fn owner(&self) -> &Owner {
+        &self.stage.owner
+    }
+
     /// The connected account.
     pub fn account_id(&self) -> &str {
         &self.stage.account_id
@@ -244,6 +260,7 @@ async fn put<S: TokenStore>(
     }
     vault
         .put(
+            &exchanged.owner,
             &exchanged.account_id,
             &exchanged.provider_id,
             &exchanged.token,
@@ -252,6 +269,16 @@ async fn put<S: TokenStore>(
 }
 
 impl Connection<Stored> {
+    /// Whose account it is.
+    pub fn owner(&self) -> &Owner {
+        self.stage.account.owner()
+    }
+
+    /// The stored account's metadata.
+    pub fn account(&self) -> &StoredAccount {
+        &self.stage.account
+    }
+
     /// The connected account.
     pub fn account_id(&self) -> &str {
         self.stage.account.account_id()
@@ -289,6 +316,7 @@ impl Connection<Stored> {
 /// let start = chart.begin_connect(
 ///     Flow::Redirect { redirect_uri: "https://app.example.com/api/chart/callback".into() },
 ///     b"session-42",
+///     &chart_auth::Owner::new("user-7")?,
 /// )?;
 /// assert!(start.connect_url.unwrap().starts_with("https://connect.trychart.com?client_id=my-client"));
 /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
@@ -361,13 +389,20 @@ impl<S: TokenStore> ChartConnect<S> {
         &self.vault
     }
 
-    /// Starts a Connect session: signs a Connect state bound to `session` (e.g. a hash
-    /// of the user's session id) and, for the Redirect flow, builds the Connect URL.
-    pub fn begin_connect(&self, flow: Flow, session: &[u8]) -> Result<ConnectStart, Error> {
+    /// Starts a Connect session for `owner` (your user or tenant, from your server-side
+    /// session): signs a Connect state bound to `session` (e.g. a hash of the user's
+    /// session id) and to `owner` and, for the Redirect flow, builds the Connect URL.
+    /// The account it connects will be `owner`'s; the state completes for no other.
+    pub fn begin_connect(
+        &self,
+        flow: Flow,
+        session: &[u8],
+        owner: &Owner,
+    ) -> Result<ConnectStart, Error> {
         if let Flow::Redirect { redirect_uri } = &flow {
             check_base_url(redirect_uri, "redirect")?;
         }
-        let state = self.signer.issue(&flow, session);
+        let state = self.signer.issue(&flow, session, owner);
         let connect_url = match &flow {
             Flow::Redirect { redirect_uri } => {
                 let cfg = self.client.config();
@@ -389,16 +424,18 @@ impl<S: TokenStore> ChartConnect<S> {
         })
     }
 
-    /// Verifies a Connect callback (`code` and `state`) against the caller's session and
-    /// the channel it arrived on, giving the code that can be exchanged. The state is
-    /// claimed when the code is exchanged (by [`ChartConnect::complete`] or
-    /// [`Connection::exchange`]): a reload of the callback verifies again and is then
-    /// refused as [`ConnectStateError::Replayed`].
+    /// Verifies a Connect callback (`code` and `state`) against the caller's session,
+    /// the owner that your server-side session names, and the channel it arrived on,
+    /// giving the code that can be exchanged. A state begun for another session or
+    /// owner is refused. The state is claimed when the code is exchanged (by
+    /// [`ChartConnect::complete`] or [`Connection::exchange`]): a reload of the
+    /// callback verifies again and is then refused as [`ConnectStateError::Replayed`].
     pub fn receive_code(
         &self,
         code: AuthorizationCode,
         state: &str,
         session: &[u8],
+        owner: &Owner,
         via: FlowKind,
     ) -> Result<Connection<CodeReceived>, Error> {
         if code.expose_secret().is_empty() {
@@ -409,18 +446,30 @@ impl<S: TokenStore> ChartConnect<S> {
         if code.expose_secret().len() > MAX_CODE_LEN {
             return Err(Error::BadCallback("the code is too long".into()));
         }
-        let verified = self
-            .signer
-            .verify(state, session, via)
-            .map_err(Error::InvalidConnectState)?;
+        let verified = self.verify_state(state, session, owner, via)?;
         Ok(Connection {
             stage: CodeReceived {
                 code,
                 verified,
+                owner: owner.clone(),
                 session: Sha256::digest(session).into(),
                 guard: self.guard.clone(),
             },
         })
+    }
+
+    /// Verifies a Connect state for `session` and `owner` without a code (a callback
+    /// that reports a cancelled or failed Connect still proves it was begun here).
+    pub(crate) fn verify_state(
+        &self,
+        state: &str,
+        session: &[u8],
+        owner: &Owner,
+        via: FlowKind,
+    ) -> Result<VerifiedConnectState, Error> {
+        self.signer
+            .verify(state, session, owner, via)
+            .map_err(Error::InvalidConnectState)
     }
 
     /// Exchanges a received code and seals its token: the two steps a callback runs.
@@ -469,23 +518,36 @@ impl<S: TokenStore> ChartConnect<S> {
         }
     }
 
-    /// Unseals the account's token from the vault and calls `GET /introspect`.
-    pub async fn introspect(&self, account_id: &str) -> Result<Introspection, Error> {
-        let token = self.vault.unseal(account_id).await?;
+    /// `owner`'s connected accounts, from the vault (metadata only; no call to Chart).
+    pub async fn accounts(&self, owner: &Owner) -> Result<Vec<StoredAccount>, Error> {
+        self.vault.list(owner).await
+    }
+
+    /// Unseals `owner`'s token of the account and calls `GET /introspect`. An account
+    /// of another owner is [`VaultError::NotFound`].
+    pub async fn introspect(
+        &self,
+        owner: &Owner,
+        account_id: &str,
+    ) -> Result<Introspection, Error> {
+        let token = self.vault.unseal(owner, account_id).await?;
         self.client.introspect_token(&token).await
     }
 
-    /// Calls `POST /disconnect` with the account's token, then deletes its record once
-    /// Chart has confirmed. A token Chart no longer knows is deleted too.
+    /// Calls `POST /disconnect` with `owner`'s token of the account, then deletes its
+    /// record once Chart has confirmed. A token Chart no longer knows is deleted too. An
+    /// account of another owner is [`VaultError::NotFound`], and nothing is sent.
     ///
     /// Only the record whose token was revoked is deleted: if a reconnect stored a new
     /// token for the account meanwhile (on this instance or another), that record and
     /// its live token stay.
-    pub async fn disconnect(&self, account_id: &str) -> Result<(), Error> {
-        let (token, version) = self.vault.unseal_versioned(account_id).await?;
+    pub async fn disconnect(&self, owner: &Owner, account_id: &str) -> Result<(), Error> {
+        let (token, version) = self.vault.unseal_versioned(owner, account_id).await?;
         match self.client.disconnect_token(&token).await {
             Ok(()) | Err(Error::InvalidToken(_)) => {
-                self.vault.delete_version(account_id, version).await?;
+                self.vault
+                    .delete_version(owner, account_id, version)
+                    .await?;
                 Ok(())
             }
             Err(e) => Err(e),

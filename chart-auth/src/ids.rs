@@ -1,4 +1,4 @@
-//! The identifiers the other layers share: tax providers and vault key ids.
+//! The identifiers the other layers share: tax providers, vault key ids and owners.
 
 use std::fmt;
 
@@ -98,5 +98,74 @@ pub struct KeyId(pub u32);
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+/// Whose account a record is: the application's user or tenant id, opaque bytes to the
+/// SDK (1 to [`Owner::MAX_LEN`] bytes).
+///
+/// Every read of the vault asks for an (owner, account) pair, and the owner is bound
+/// into the sealed record, so an account asked for under another owner is not found,
+/// whatever a file or row claims. Take it from your server-side session, never from
+/// anything the browser sends back.
+///
+/// ```
+/// use chart_auth::Owner;
+/// let owner = Owner::new("user-42")?;
+/// assert_eq!(owner.as_bytes(), b"user-42");
+/// assert!(Owner::new("").is_err());
+/// # Ok::<(), chart_auth::OwnerError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Owner(Vec<u8>);
+
+/// Why an owner id was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OwnerError {
+    /// An empty owner id: every record must name whose it is.
+    #[error("the owner id is empty")]
+    Empty,
+    /// An owner id over [`Owner::MAX_LEN`] bytes.
+    #[error("the owner id is {0} bytes, over the limit of 256")]
+    TooLong(usize),
+}
+
+impl Owner {
+    /// The longest owner id, in bytes.
+    pub const MAX_LEN: usize = 256;
+
+    /// An owner id: any bytes, 1 to [`Owner::MAX_LEN`] of them.
+    pub fn new(id: impl AsRef<[u8]>) -> Result<Self, OwnerError> {
+        let id = id.as_ref();
+        match id.len() {
+            0 => Err(OwnerError::Empty),
+            n if n > Self::MAX_LEN => Err(OwnerError::TooLong(n)),
+            _ => Ok(Self(id.to_vec())),
+        }
+    }
+
+    /// Whether this is the owner of pre-owner records.
+    pub(crate) fn is_legacy(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The owner's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The owner of a record read from a store, where the empty id is the legacy owner.
+    pub(crate) fn from_stored(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Debug for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_legacy() {
+            return f.write_str("Owner(<legacy>)");
+        }
+        write!(f, "Owner({:?})", String::from_utf8_lossy(&self.0))
     }
 }

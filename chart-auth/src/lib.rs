@@ -18,7 +18,7 @@
 //! use chart_auth::vault::{Keyring, MemoryStore, Vault};
 //! use chart_auth::{
 //!     AuthorizationCode, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow,
-//!     FlowKind,
+//!     FlowKind, Owner,
 //! };
 //! use chart_mock_server::{MintRequest, MockConfig, MockServer};
 //!
@@ -32,9 +32,12 @@
 //! let vault = Arc::new(Vault::new("chart-sandbox-client", Keyring::generate(), MemoryStore::default()));
 //! let chart = ChartConnect::new(client, ConnectStateSigner::generate(), vault);
 //!
-//! // 1. The user starts Chart Connect: sign a Connect state bound to their session.
+//! // 1. A signed-in user starts Chart Connect: sign a Connect state bound to their session
+//! //    and to them, the owner of the account it will connect (your user or tenant id).
+//! let alice = Owner::new("user-alice")?;
 //! let redirect_uri = "http://localhost:3000/api/chart/callback".to_string();
-//! let start = chart.begin_connect(Flow::Redirect { redirect_uri: redirect_uri.clone() }, b"session-1")?;
+//! let flow = Flow::Redirect { redirect_uri: redirect_uri.clone() };
+//! let start = chart.begin_connect(flow, b"session-1", &alice)?;
 //!
 //! // 2. Chart Connect redirects back with a code (here the mock mints one).
 //! let code = mock.mint_code(&MintRequest {
@@ -43,19 +46,25 @@
 //!     ..MintRequest::default()
 //! })?.code;
 //!
-//! // 3. The callback verifies the state, exchanges the code once, and seals the token.
-//! let received = chart.receive_code(AuthorizationCode::new(code.clone()), &start.state, b"session-1", FlowKind::Redirect)?;
+//! // 3. The callback verifies the state (for this session and owner), exchanges the code
+//! //    once, and seals the token as Alice's.
+//! let code_of = |code: &str| AuthorizationCode::new(code);
+//! let received = chart.receive_code(code_of(&code), &start.state, b"session-1", &alice, FlowKind::Redirect)?;
 //! let stored = received.exchange(chart.client()).await?.store(chart.vault()).await?;
+//! assert_eq!(stored.owner(), &alice);
 //!
 //! // A reload of the callback verifies again, but its exchange is refused before anything
 //! // is sent: the state was claimed (Chart would revoke the token if the code came back).
-//! let reload = chart.receive_code(AuthorizationCode::new(code), &start.state, b"session-1", FlowKind::Redirect)?;
+//! let reload = chart.receive_code(code_of(&code), &start.state, b"session-1", &alice, FlowKind::Redirect)?;
 //! let refused = chart.complete(reload).await.unwrap_err();
 //! assert_eq!((refused.label(), refused.http_status().as_u16()), ("already_used", 409));
 //!
-//! // 4. Later calls unseal the token from the vault.
-//! let who = chart.introspect(stored.account_id()).await?;
+//! // 4. Later calls unseal Alice's token from the vault; for anyone else it is not there.
+//! let who = chart.introspect(&alice, stored.account_id()).await?;
 //! assert_eq!(who.taxpayer_id, stored.account_id());
+//! let bob = Owner::new("user-bob")?;
+//! assert!(chart.introspect(&bob, stored.account_id()).await.is_err());
+//! assert!(chart.accounts(&bob).await?.is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!
@@ -65,10 +74,12 @@
 //! `docs/ARCHITECTURE.md` for the picture):
 //!
 //! 1. `secret`: zeroizing secret types.
-//! 2. `ids`: the identifiers every layer shares ([`ProviderId`], [`KeyId`](vault::KeyId)).
+//! 2. `ids`: the identifiers every layer shares ([`ProviderId`], [`KeyId`](vault::KeyId),
+//!    [`Owner`]).
 //! 3. `error`: every error type of the crate.
 //! 4. [`vault`]: sealed tokens at rest, knowing nothing of HTTP or of the flow;
-//!    inside it `store` (memory, file), then `seal` (format, AAD), then `key_source`
+//!    inside it `store` (memory, file, postgres; records keyed by owner and account),
+//!    then `seal` (formats v1 and v2, AAD), then `key_source`
 //!    (plaintext, or wrapped by a KEK in an HSM), then `keyring`, then
 //!    [`Vault`](vault::Vault).
 //! 5. `wire`: Chart's request, response and error bodies; scrubbing.
@@ -112,7 +123,7 @@ mod flow;
 
 mod callback;
 
-pub use callback::{CallbackBuilder, CallbackService, MAX_CALLBACK_BODY};
+pub use callback::{CallbackBuilder, CallbackService, MAX_CALLBACK_BODY, Session};
 pub use client::ChartClient;
 pub use config::{
     Config, ConfigBuilder, DEFAULT_API_BASE, DEFAULT_API_VERSION, DEFAULT_CONNECT_BASE, RetryPolicy,
@@ -127,7 +138,7 @@ pub use error::{
 pub use flow::{
     ChartConnect, CodeReceived, ConnectStart, Connection, Exchanged, MAX_CODE_LEN, Stage, Stored,
 };
-pub use ids::ProviderId;
+pub use ids::{Owner, OwnerError, ProviderId};
 #[cfg(feature = "postgres")]
 pub use replay::PostgresReplayGuard;
 pub use replay::{Claim, GuardFuture, MAX_CLAIMS, MemoryReplayGuard, ReplayGuard, SESSION_QUOTA};

@@ -104,9 +104,18 @@ async fn a_code_goes_through_route_service_and_comes_out_stored() {
     let account = body["account_id"].as_str().unwrap();
     assert!(!String::from_utf8_lossy(&serde_json::to_vec(&body).unwrap()).contains("access_token"));
 
-    let stored = vault.get(account).await.unwrap().expect("a stored account");
+    // Stored as the signed-in visitor's, whom the server's session table names.
+    let all = vault.list_all().await.unwrap();
+    assert_eq!(all.len(), 1);
+    let owner = all[0].owner().clone();
+    assert!(owner.as_bytes().starts_with(b"visitor-"), "{owner:?}");
+    let stored = vault
+        .get(&owner, account)
+        .await
+        .unwrap()
+        .expect("a stored account");
     assert_eq!(stored.provider_id().as_str(), "chart-sandbox");
-    let token = vault.unseal(account).await.unwrap();
+    let token = vault.unseal(&owner, account).await.unwrap();
     assert_eq!(
         mock.chart()
             .introspect(token.expose_secret())

@@ -10,6 +10,9 @@ use chart_auth::{AccessToken, ProviderId};
 #[path = "../../tests/tests/support/leaks.rs"]
 mod leaks;
 
+#[path = "../../tests/tests/support/golden.rs"]
+mod golden;
+
 /// Everything every CLI run in this file printed, for the leak search.
 static PRINTED: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
@@ -48,6 +51,7 @@ async fn a_full_rotation_through_the_cli() {
     for i in 0..5 {
         vault
             .put(
+                &owner(),
                 &format!("acct-{i}"),
                 &ProviderId::Irs,
                 &AccessToken::new(format!("token-{i}")),
@@ -108,7 +112,7 @@ async fn a_full_rotation_through_the_cli() {
     for i in 0..5 {
         assert_eq!(
             vault
-                .unseal(&format!("acct-{i}"))
+                .unseal(&owner(), &format!("acct-{i}"))
                 .await
                 .unwrap()
                 .expose_secret(),
@@ -116,7 +120,12 @@ async fn a_full_rotation_through_the_cli() {
         );
     }
     assert_eq!(
-        vault.get("acct-0").await.unwrap().unwrap().key_id(),
+        vault
+            .get(&owner(), "acct-0")
+            .await
+            .unwrap()
+            .unwrap()
+            .key_id(),
         KeyId(2)
     );
     // No key (in any form) and no token in anything the CLI printed.
@@ -202,7 +211,12 @@ async fn a_wrong_keyring_is_reported_by_inspect_and_rewrap() {
         FileStore::open(&store).unwrap(),
     );
     vault
-        .put("acct-7", &ProviderId::Irs, &AccessToken::new("token-7"))
+        .put(
+            &owner(),
+            "acct-7",
+            &ProviderId::Irs,
+            &AccessToken::new("token-7"),
+        )
         .await
         .unwrap();
 
@@ -283,4 +297,97 @@ fn a_key_file_readable_by_others_is_refused() {
     let (ok, out) = cli(&["inspect", "--keyring", k]);
     assert!(!ok && out.contains("chmod 600"), "{out}");
     assert!(Keyring::load(&keys).is_err());
+}
+
+/// The user whose accounts these records are.
+fn owner() -> chart_auth::Owner {
+    chart_auth::Owner::new("owner-test-user").unwrap()
+}
+
+/// Records from before owners existed: `rewrap` leaves them ownerless and says so, then
+/// moves the ones `--owner-map` names to format v2 under their owner. The legacy record
+/// is the v1 golden blob (`golden::GOLDEN_7`, keys 7 and 8).
+#[tokio::test]
+async fn rewrap_gives_legacy_records_the_owners_an_operator_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.txt");
+    let store = dir.path().join("tokens");
+    std::fs::write(
+        &keys,
+        "7 primary ERERERERERERERERERERERERERERERERERERERERERE=\n8 active IiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiI=\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let files = FileStore::open(&store).unwrap();
+    // A record file as a version before owners wrote it: no owner field, hex name.
+    let legacy = serde_json::json!({
+        "version": 1, "client_id": "golden-client", "account_id": "golden-account",
+        "provider_id": "turbotax", "stored_at": 1_700_000_000u64,
+        "sealed": base64_of(golden::hex(golden::GOLDEN_7)),
+    });
+    std::fs::write(
+        store.join(format!("{}.json", hex_of(b"golden-account"))),
+        legacy.to_string(),
+    )
+    .unwrap();
+    let (k, s) = (keys.to_str().unwrap(), store.to_str().unwrap());
+    let rewrap = |extra: &[&str]| {
+        let mut args = vec![
+            "rewrap",
+            "--keyring",
+            k,
+            "--store",
+            s,
+            "--client-id",
+            "golden-client",
+        ];
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    let (ok, out) = rewrap(&[]);
+    assert!(
+        ok && out.contains("1 record(s) from before owners existed still have none")
+            && out.contains("--owner-map"),
+        "{out}"
+    );
+    let map = dir.path().join("owners.txt");
+    std::fs::write(&map, "# account owner\ngolden-account user-alice\n").unwrap();
+    let (ok, out) = rewrap(&["--owner-map", map.to_str().unwrap()]);
+    assert!(
+        ok && out.contains("rewrapped 1 record(s) to key 7"),
+        "{out}"
+    );
+    assert!(!out.contains("from before owners"), "{out}");
+    let vault = Vault::new("golden-client", Keyring::load(&keys).unwrap(), files);
+    let alice = chart_auth::Owner::new("user-alice").unwrap();
+    assert_eq!(
+        vault
+            .unseal(&alice, "golden-account")
+            .await
+            .unwrap()
+            .expose_secret(),
+        "golden-token-under-key-7"
+    );
+    // A map line that is not a pair, or names an account twice, is refused by line.
+    std::fs::write(&map, "golden-account\n").unwrap();
+    let (ok, out) = rewrap(&["--owner-map", map.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("line 1: expected `ACCOUNT_ID OWNER`"),
+        "{out}"
+    );
+    std::fs::write(&map, "a x\na y\n").unwrap();
+    let (ok, out) = rewrap(&["--owner-map", map.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("line 2: this account is named twice"),
+        "{out}"
+    );
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn base64_of(bytes: Vec<u8>) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -47,6 +47,7 @@ fn crash_child() {
         writeln!(out, "begin {n}").unwrap();
         out.flush().unwrap();
         rt.block_on(vault.put(
+            &owner(),
             &account,
             &ProviderId::Irs,
             &AccessToken::new(format!("token-{n}")),
@@ -159,10 +160,12 @@ fn killed_writers_never_lose_acknowledged_records() {
         next = skipped + 1;
 
         let vault = vault(dir.path());
-        let stored = rt.block_on(vault.list()).expect("no torn or corrupt file");
+        let stored = rt
+            .block_on(vault.list(&owner()))
+            .expect("no torn or corrupt file");
         for (account, n) in &acked {
             let token = rt
-                .block_on(vault.unseal(account))
+                .block_on(vault.unseal(&owner(), account))
                 .expect("an acknowledged record opens");
             let got: u64 = token
                 .expose_secret()
@@ -247,12 +250,14 @@ fn two_processes_writing_at_once_leave_whole_records() {
         .build()
         .unwrap();
     let vault = vault(dir.path());
-    let accounts = rt.block_on(vault.list()).expect("no torn or corrupt file");
+    let accounts = rt
+        .block_on(vault.list(&owner()))
+        .expect("no torn or corrupt file");
     assert_eq!(accounts.len() as u64, ACCOUNTS);
     for account in accounts {
         let account = account.account_id().to_owned();
         let token = rt
-            .block_on(vault.unseal(&account))
+            .block_on(vault.unseal(&owner(), &account))
             .expect("every record opens");
         let n: u64 = token
             .expose_secret()
@@ -275,4 +280,9 @@ fn two_processes_writing_at_once_leave_whole_records() {
             "{account} holds token-{n}; last acknowledged {last:?}"
         );
     }
+}
+
+/// The user whose accounts these records are.
+fn owner() -> chart_auth::Owner {
+    chart_auth::Owner::new("owner-test-user").unwrap()
 }

@@ -95,8 +95,11 @@ async fn the_demo_prints_no_token_and_no_key() {
         .expect("the demo stored a token");
     let client_id = store.get(&first).await.unwrap().unwrap().client_id;
     let vault = Vault::new(client_id, keyring, store);
-    for account in vault.list().await.unwrap() {
-        let token = vault.unseal(account.account_id()).await.unwrap();
+    for account in vault.list_all().await.unwrap() {
+        let token = vault
+            .unseal(account.owner(), account.account_id())
+            .await
+            .unwrap();
         secrets.push(token.expose_secret().as_bytes().to_vec());
     }
     assert!(secrets.len() >= 2, "a key and at least one token");

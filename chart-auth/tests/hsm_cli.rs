@@ -107,12 +107,22 @@ async fn wrap_rotate_and_unwrap_a_keyring_through_the_cli() {
     assert_eq!(clear.len(), 2);
     let vault = Vault::new("client", ring, FileStore::open(&store_dir).unwrap());
     vault
-        .put("under-1", &ProviderId::from("irs"), &AccessToken::new("t1"))
+        .put(
+            &owner(),
+            "under-1",
+            &ProviderId::from("irs"),
+            &AccessToken::new("t1"),
+        )
         .await
         .unwrap();
     vault.update_keyring(|r| r.promote(second)).unwrap();
     vault
-        .put("under-2", &ProviderId::from("irs"), &AccessToken::new("t2"))
+        .put(
+            &owner(),
+            "under-2",
+            &ProviderId::from("irs"),
+            &AccessToken::new("t2"),
+        )
         .await
         .unwrap();
     drop(vault);
@@ -189,8 +199,22 @@ async fn wrap_rotate_and_unwrap_a_keyring_through_the_cli() {
         Keyring::load(&keys).unwrap(),
         FileStore::open(&store_dir).unwrap(),
     );
-    assert_eq!(vault.unseal("under-1").await.unwrap().expose_secret(), "t1");
-    assert_eq!(vault.unseal("under-2").await.unwrap().expose_secret(), "t2");
+    assert_eq!(
+        vault
+            .unseal(&owner(), "under-1")
+            .await
+            .unwrap()
+            .expose_secret(),
+        "t1"
+    );
+    assert_eq!(
+        vault
+            .unseal(&owner(), "under-2")
+            .await
+            .unwrap()
+            .expose_secret(),
+        "t2"
+    );
 }
 
 #[test]
@@ -233,4 +257,9 @@ fn the_pin_never_comes_from_the_command_line_and_a_wrong_one_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--pkcs11-module"));
+}
+
+/// The user whose accounts these records are.
+fn owner() -> chart_auth::Owner {
+    chart_auth::Owner::new("owner-test-user").unwrap()
 }

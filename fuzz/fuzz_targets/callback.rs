@@ -17,6 +17,7 @@ use bytes::Bytes;
 use chart_auth::vault::{Keyring, MemoryStore, Vault};
 use chart_auth::{
     CallbackService, ChartClient, ChartConnect, ClientSecret, Config, ConnectStateSigner, Flow,
+    Owner, Session,
 };
 use chart_mock_server::{
     MintRequest, MockConfig, MockServer, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET,
@@ -27,6 +28,12 @@ use libfuzzer_sys::fuzz_target;
 
 const STATE_KEY: [u8; 32] = [3; 32];
 const SESSION: &[u8] = b"session-of-the-user";
+/// The user the server's session names for [`SESSION`].
+const OWNER: &str = "owner-of-the-session";
+
+fn owner(own: bool) -> Owner {
+    Owner::new(if own { OWNER } else { "another-owner" }).unwrap()
+}
 
 #[derive(Arbitrary, Debug)]
 enum Method {
@@ -43,6 +50,8 @@ enum State<'a> {
         redirect: bool,
         /// Signed for the request's session, or another.
         own_session: bool,
+        /// Begun for the session's own user, or another (an account planted on them).
+        own_owner: bool,
         /// How long ago it was issued, in minutes (the lifetime is 15).
         age_minutes: u8,
         /// A byte of the state flipped, at this position.
@@ -117,10 +126,11 @@ fn fixture() -> &'static Fixture {
         );
         let service = CallbackService::builder(chart)
             .session(|parts| {
-                parts
-                    .headers
-                    .get("x-session")
-                    .map(|v| v.as_bytes().to_vec())
+                let binding = parts.headers.get("x-session")?.as_bytes().to_vec();
+                Some(Session {
+                    binding,
+                    owner: owner(true),
+                })
             })
             .build();
         Fixture {
@@ -148,6 +158,7 @@ fuzz_target!(|input: Input<'_>| {
         State::Signed {
             redirect,
             own_session,
+            own_owner,
             age_minutes,
             flip,
         } => {
@@ -164,7 +175,10 @@ fuzz_target!(|input: Input<'_>| {
                 b"another-session"
             };
             let issued = SystemTime::now() - Duration::from_secs(60 * u64::from(*age_minutes));
-            let mut state = f.signer.issue_at(&flow, session, issued).into_bytes();
+            let mut state = f
+                .signer
+                .issue_at(&flow, session, &owner(*own_owner), issued)
+                .into_bytes();
             if let Some(at) = flip {
                 let at = usize::from(*at) % state.len();
                 // Stay within the state's alphabet, so the change is not simply a parse error.
@@ -177,7 +191,8 @@ fuzz_target!(|input: Input<'_>| {
                 Method::PostJson => !*redirect,
                 Method::PostForm | Method::Other => false,
             };
-            let valid = *own_session && *age_minutes < 15 && flip.is_none() && method_matches;
+            let valid =
+                *own_session && *own_owner && *age_minutes < 15 && flip.is_none() && method_matches;
             (Some(String::from_utf8(state).unwrap()), valid, *redirect)
         }
         State::Raw(raw) => (Some((*raw).to_owned()), false, false),
@@ -292,9 +307,21 @@ fuzz_target!(|input: Input<'_>| {
         let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
         let account = answer["account_id"].as_str().unwrap();
         // Stored, and never the token in the answer.
-        let token = f.runtime.block_on(f.vault.unseal(account)).unwrap();
+        // Stored as the session's user's, and no one else's; never the token in the answer.
+        let token = f
+            .runtime
+            .block_on(f.vault.unseal(&owner(true), account))
+            .unwrap();
         assert!(!text.contains(token.expose_secret()));
-        f.runtime.block_on(f.vault.delete(account)).unwrap();
+        assert!(
+            f.runtime
+                .block_on(f.vault.get(&owner(false), account))
+                .unwrap()
+                .is_none()
+        );
+        f.runtime
+            .block_on(f.vault.delete(&owner(true), account))
+            .unwrap();
     }
     if input.replay {
         // A request that sent its code to Chart went through the replay claim, and keeps

@@ -8,6 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 const ID: RecordIdentity<'static> = RecordIdentity {
     client_id: "fuzz",
+    owner: b"owner",
     account_id: "account",
     provider_id: "irs",
 };

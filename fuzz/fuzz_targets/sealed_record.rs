@@ -12,6 +12,7 @@ use libfuzzer_sys::fuzz_target;
 struct Input<'a> {
     blob: &'a [u8],
     plaintext: &'a [u8],
+    owner: &'a [u8],
     account: &'a str,
     flip: Option<(u16, u8)>,
 }
@@ -28,6 +29,7 @@ fn ring() -> &'static Keyring {
 fuzz_target!(|input: Input<'_>| {
     let id = RecordIdentity {
         client_id: "c",
+        owner: input.owner,
         account_id: input.account,
         provider_id: "irs",
     };
@@ -53,6 +55,16 @@ fuzz_target!(|input: Input<'_>| {
         assert!(
             ring().unseal(&other, &sealed).is_err(),
             "a moved blob opened"
+        );
+    }
+    let other_owner = RecordIdentity {
+        owner: b"someone-else",
+        ..id
+    };
+    if input.owner != b"someone-else" {
+        assert!(
+            ring().unseal(&other_owner, &sealed).is_err(),
+            "a blob moved under another owner opened"
         );
     }
 });

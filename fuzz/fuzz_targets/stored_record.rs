@@ -10,12 +10,13 @@ use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use chart_auth::fuzzing::decode_record;
-use chart_auth::vault::{Expect, KeyId, Keyring, MemoryStore, TokenStore, Vault};
-use chart_auth::{AccessToken, ProviderId};
+use chart_auth::vault::{Expect, KeyId, Keyring, MemoryStore, RecordKey, TokenStore, Vault};
+use chart_auth::{AccessToken, Owner, ProviderId};
 use libfuzzer_sys::fuzz_target;
 
 const CLIENT: &str = "fuzz-client";
 const KEY: [u8; 32] = [0x5a; 32];
+const OWNER: &str = "fuzz-owner";
 
 #[derive(Arbitrary, Debug)]
 enum Input<'a> {
@@ -51,11 +52,17 @@ async fn read_back(bytes: &[u8]) -> Option<String> {
     let vault = vault();
     vault.store().put(&record, Expect::Any).await.ok()?;
     let account = record.account_id.clone();
-    let _ = vault.get(&account).await;
-    let _ = vault.list().await;
-    let _ = vault.get("someone-else").await;
+    let _ = vault.check_record(&record.key()).await;
+    let _ = vault.list_all().await;
+    // Only the owner the record is filed under can read it; another finds nothing.
+    let someone = Owner::new("someone-else").unwrap();
+    assert!(vault.unseal(&someone, &account).await.is_err() || record.owner == someone.as_bytes());
+    let owner = Owner::new(&record.owner).ok()?;
+    let _ = vault.get(&owner, &account).await;
+    let _ = vault.list(&owner).await;
+    let _ = vault.get(&owner, "someone-else").await;
     vault
-        .unseal(&account)
+        .unseal(&owner, &account)
         .await
         .ok()
         .map(|t| t.expose_secret().to_owned())
@@ -78,15 +85,18 @@ fuzz_target!(|input: Input<'_>| {
                     return;
                 }
                 let vault = vault();
+                let owner = Owner::new(OWNER).unwrap();
                 vault
                     .put(
+                        &owner,
                         account,
                         &ProviderId::from(provider),
                         &AccessToken::new(token),
                     )
                     .await
                     .unwrap();
-                let record = vault.store().get(account).await.unwrap().unwrap();
+                let key = RecordKey::new(OWNER.as_bytes(), account);
+                let record = vault.store().get(&key).await.unwrap().unwrap();
                 let mut json = serde_json::to_vec(&record).unwrap();
                 let untouched = json.clone();
                 let len = json.len();

@@ -140,13 +140,16 @@ fn main() {
             let mut pending: Vec<Option<Connection<CodeReceived>>> = mint(n + 1)
                 .into_iter()
                 .map(|code| {
-                    let start = chart.begin_connect(Flow::Embedded, b"bench").unwrap();
+                    let start = chart
+                        .begin_connect(Flow::Embedded, b"bench", &owner())
+                        .unwrap();
                     Some(
                         chart
                             .receive_code(
                                 AuthorizationCode::new(code),
                                 &start.state,
                                 b"bench",
+                                &owner(),
                                 FlowKind::Embedded,
                             )
                             .unwrap(),
@@ -268,4 +271,9 @@ fn tls_config_empty() -> rustls::ClientConfig {
         .unwrap()
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth()
+}
+
+/// The user whose accounts these connections are.
+fn owner() -> chart_auth::Owner {
+    chart_auth::Owner::new("owner-test-user").unwrap()
 }

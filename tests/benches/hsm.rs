@@ -62,6 +62,7 @@ fn seal_open(c: &mut Criterion, from_file: &Keyring, from_hsm: &Keyring) {
     let raw = Aes256Gcm::new_from_slice(&[0x42; 32]).unwrap();
     let id = RecordIdentity {
         client_id: "client-0123",
+        owner: b"user-4f1c9a2e",
         account_id: "8d3c1a7e-5b8f-4c5e-9a43-1f2e3d4c5b6a",
         provider_id: "turbotax",
     };

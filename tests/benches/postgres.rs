@@ -67,6 +67,7 @@ fn bench(c: &mut Criterion) {
     let record = StoredRecord {
         version: 0,
         client_id: "bench-client".into(),
+        owner: b"user-bench".to_vec(),
         account_id: "acct-bench".into(),
         provider_id: "turbotax".into(),
         stored_at: 1_700_000_000,
@@ -104,7 +105,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("get/PostgresStore", |b| {
-        b.iter(|| black_box(rt.block_on(store.get("acct-bench")).unwrap()))
+        b.iter(|| black_box(rt.block_on(store.get(&key("acct-bench"))).unwrap()))
     });
     group.finish();
     drop(raw);
@@ -115,3 +116,7 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
+
+fn key(account: &str) -> chart_auth::vault::RecordKey {
+    chart_auth::vault::RecordKey::new(b"user-bench", account)
+}

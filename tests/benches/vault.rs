@@ -27,6 +27,7 @@ fn seal_open(c: &mut Criterion) {
     let raw = Aes256Gcm::new_from_slice(&KEY).unwrap();
     let id = RecordIdentity {
         client_id: "client-0123",
+        owner: b"user-4f1c9a2e",
         account_id: "8d3c1a7e-5b8f-4c5e-9a43-1f2e3d4c5b6a",
         provider_id: "turbotax",
     };
@@ -95,10 +96,10 @@ fn file_store(c: &mut Criterion) {
         store.clone(),
     );
     let token = AccessToken::new("4f1c9a2e-7b3d-4e8f-a1c2-3d4e5f6a7b8c");
-    rt.block_on(vault.put("acct", &ProviderId::TurboTax, &token))
+    rt.block_on(vault.put(&owner(), "acct", &ProviderId::TurboTax, &token))
         .unwrap();
-    let record = rt.block_on(store.get("acct")).unwrap().unwrap();
-    let bytes = std::fs::read(store.record_path("acct")).unwrap();
+    let record = rt.block_on(store.get(&key("acct"))).unwrap().unwrap();
+    let bytes = std::fs::read(store.record_path(&key("acct"))).unwrap();
 
     let mut group = c.benchmark_group("durable write");
     group.sample_size(30);
@@ -118,13 +119,22 @@ fn file_store(c: &mut Criterion) {
         b.iter(|| black_box(std::fs::read(plain.join("acct")).unwrap()))
     });
     group.bench_function("FileStore get", |b| {
-        b.iter(|| black_box(rt.block_on(store.get("acct")).unwrap()))
+        b.iter(|| black_box(rt.block_on(store.get(&key("acct"))).unwrap()))
     });
     group.bench_function("Vault open (get + decrypt)", |b| {
-        b.iter(|| black_box(rt.block_on(vault.unseal("acct")).unwrap()))
+        b.iter(|| black_box(rt.block_on(vault.unseal(&owner(), "acct")).unwrap()))
     });
     group.finish();
 }
 
 criterion_group!(benches, seal_open, file_store);
 criterion_main!(benches);
+
+/// The user whose accounts these connections are.
+fn owner() -> chart_auth::Owner {
+    chart_auth::Owner::new("owner-test-user").unwrap()
+}
+
+fn key(account: &str) -> chart_auth::vault::RecordKey {
+    chart_auth::vault::RecordKey::new(owner().as_bytes(), account)
+}

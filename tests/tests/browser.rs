@@ -156,6 +156,7 @@ async fn connect_page_redirect_flow_reaches_the_callback_and_the_code_exchanges(
                 redirect_uri: redirect.clone(),
             },
             b"browser-session",
+            &owner(),
         )
         .unwrap();
     let b = browser().await;
@@ -187,6 +188,7 @@ async fn connect_page_redirect_flow_reaches_the_callback_and_the_code_exchanges(
             AuthorizationCode::new(pairs["code"].clone()),
             &pairs["state"],
             b"browser-session",
+            &owner(),
             FlowKind::Redirect,
         )
         .unwrap();
@@ -202,7 +204,7 @@ async fn connect_page_redirect_flow_reaches_the_callback_and_the_code_exchanges(
 async fn connect_page_embedded_flow_posts_code_and_state_to_the_parent() {
     let (mock, sdk) = mock_with_redirect("http://127.0.0.1:1/unused").await;
     let start = sdk
-        .begin_connect(Flow::Embedded, b"browser-session")
+        .begin_connect(Flow::Embedded, b"browser-session", &owner())
         .unwrap();
     // The host page: an iframe on the mock's Connect page, and a listener for its message.
     let host_port = free_port();
@@ -264,6 +266,7 @@ async fn connect_page_embedded_flow_posts_code_and_state_to_the_parent() {
             AuthorizationCode::new(msg["code"].as_str().unwrap()),
             &start.state,
             b"browser-session",
+            &owner(),
             FlowKind::Embedded,
         )
         .unwrap();
@@ -421,6 +424,55 @@ async fn the_demo_connects_accounts_in_both_flows_and_seals_them() {
     if let Ok(path) = std::env::var("CHART_DEMO_SCREENSHOT") {
         std::fs::write(path, b.client.screenshot().await.unwrap()).unwrap();
     }
+
+    // A second user, in a browser session of their own: none of the first user's
+    // accounts, then one of their own, and still none of the first user's.
+    let first_users: Vec<String> = account_ids(&b).await;
+    assert_eq!(first_users.len(), 2);
+    let b2 = browser().await;
+    b2.client.goto(&url).await.unwrap();
+    b2.client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(
+            "//tbody[@id='accounts']/tr/td[text()='No account connected yet.']",
+        ))
+        .await
+        .unwrap();
+    demo_embedded_press(&b2, "#connect").await;
+    b2.client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("tr.account td.ok"))
+        .await
+        .unwrap();
+    let second_users = account_ids(&b2).await;
+    assert_eq!(second_users.len(), 1, "{second_users:?}");
+    assert!(!first_users.contains(&second_users[0]));
+    // Disconnecting the first user's account from the second user's page (its own
+    // session and CSRF token) finds nothing, and the first user keeps it.
+    let answer = b2
+        .client
+        .execute_async(
+            r#"const [id, done] = arguments;
+               const csrf = document.cookie.split("; ").find(c => c.startsWith("demo_csrf=")).split("=")[1];
+               fetch("/api/disconnect", { method: "POST", headers: { "content-type": "application/json", "x-csrf-token": csrf },
+                 body: JSON.stringify({ account_id: id }) }).then(r => r.json().then(j => done([r.status, j.error])));"#,
+            vec![serde_json::json!(first_users[0])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer, serde_json::json!([404, "not_found"]), "{answer}");
+    b.client.refresh().await.unwrap();
+    b.client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(
+            "//tbody[count(tr[@class='account'][td[@class='ok']]) = 2]",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(account_ids(&b).await, first_users);
     demo.kill().unwrap();
     demo.wait().unwrap();
 
@@ -430,24 +482,40 @@ async fn the_demo_connects_accounts_in_both_flows_and_seals_them() {
         Keyring::load(&data.path().join("keyring")).unwrap(),
         FileStore::open(data.path().join("tokens")).unwrap(),
     );
-    let stored = vault.list().await.unwrap();
+    let stored = vault.list_all().await.unwrap();
     let ignore = std::fs::read_to_string(data.path().join(".gitignore")).unwrap();
     assert!(
         ignore.lines().any(|l| l == "*"),
         "git ignores the data directory"
     );
-    assert_eq!(stored.len(), 2);
+    assert_eq!(stored.len(), 3);
+    let owners: std::collections::BTreeSet<_> = stored.iter().map(|a| a.owner().clone()).collect();
+    assert_eq!(owners.len(), 2, "two users, one owner each: {owners:?}");
     let mut files = String::new();
     for entry in std::fs::read_dir(data.path().join("tokens")).unwrap() {
         files += &String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap());
     }
     for conn in stored {
-        let token = vault.unseal(conn.account_id()).await.unwrap();
+        let token = vault.unseal(conn.owner(), conn.account_id()).await.unwrap();
         assert!(
             !files.contains(token.expose_secret()),
             "a plaintext token on disk"
         );
     }
+}
+
+/// The account ids in the demo page's table, in its order.
+async fn account_ids(b: &Browser) -> Vec<String> {
+    let mut ids = Vec::new();
+    for row in b
+        .client
+        .find_all(Locator::Css("tr.account td:first-child"))
+        .await
+        .unwrap()
+    {
+        ids.push(row.text().await.unwrap());
+    }
+    ids
 }
 
 /// Opens the demo's embedded Connect overlay, clicks `control` inside its frame (once it
@@ -608,7 +676,9 @@ async fn chart_react_sdk_in_dev_mode_works_with_the_mock_unmodified() {
             MemoryStore::default(),
         )),
     );
-    let start = sdk.begin_connect(Flow::Embedded, b"react-user").unwrap();
+    let start = sdk
+        .begin_connect(Flow::Embedded, b"react-user", &owner())
+        .unwrap();
     // The page must be on `localhost` for the SDK to use dev mode.
     let (host, mut events) = serve_react_page(bundle).await;
     let page = |extra: &str| {
@@ -633,6 +703,7 @@ async fn chart_react_sdk_in_dev_mode_works_with_the_mock_unmodified() {
             AuthorizationCode::new(got["code"].as_str().unwrap()),
             &start.state,
             b"react-user",
+            &owner(),
             FlowKind::Embedded,
         )
         .unwrap();
@@ -718,4 +789,9 @@ fn a_demo_restart_prunes_the_accounts_the_old_mock_took_along() {
         second.contains("1 live account(s)"),
         "only live rows: {second}"
     );
+}
+
+/// The user whose accounts these connections are.
+fn owner() -> chart_auth::Owner {
+    chart_auth::Owner::new("owner-test-user").unwrap()
 }

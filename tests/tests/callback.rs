@@ -27,7 +27,10 @@ async fn setup() -> Callback {
     let vault = env.vault.clone();
     let session = |parts: &http::request::Parts| {
         let cookie = parts.headers.get("cookie")?.to_str().ok()?;
-        cookie.strip_prefix("sid=").map(|s| s.as_bytes().to_vec())
+        cookie.strip_prefix("sid=").map(|s| chart_auth::Session {
+            binding: s.as_bytes().to_vec(),
+            owner: owner(),
+        })
     };
     let service = CallbackService::builder(env.chart.clone())
         .session(session)
@@ -93,6 +96,7 @@ impl Callback {
                     redirect_uri: redirect_uri(),
                 },
                 SESSION,
+                &owner(),
             )
             .unwrap()
             .state
@@ -100,7 +104,7 @@ impl Callback {
     fn embedded_state(&self) -> String {
         self.env
             .chart
-            .begin_connect(Flow::Embedded, SESSION)
+            .begin_connect(Flow::Embedded, SESSION, &owner())
             .unwrap()
             .state
     }
@@ -119,7 +123,7 @@ async fn both_flows_connect_and_never_answer_with_the_token() {
     assert_eq!(body["status"], "connected");
     assert_eq!(body["provider_id"], "turbotax");
     let account = body["account_id"].as_str().unwrap().to_owned();
-    let token = cb.vault.unseal(&account).await.unwrap();
+    let token = cb.vault.unseal(&owner(), &account).await.unwrap();
     assert!(!text.contains(token.expose_secret()) && !text.contains(&code));
     assert_eq!(resp.headers()["cache-control"], "no-store");
     assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
@@ -136,11 +140,11 @@ async fn both_flows_connect_and_never_answer_with_the_token() {
     assert_eq!(resp.status(), StatusCode::OK, "{body}");
     let token = cb
         .vault
-        .unseal(body["account_id"].as_str().unwrap())
+        .unseal(&owner(), body["account_id"].as_str().unwrap())
         .await
         .unwrap();
     assert!(!text.contains(token.expose_secret()));
-    assert_eq!(cb.vault.list().await.unwrap().len(), 2);
+    assert_eq!(cb.vault.list(&owner()).await.unwrap().len(), 2);
 
     // With pages configured, the redirect flow redirects.
     let code = cb.env.mint(true, Scenario::Success);
@@ -186,6 +190,7 @@ async fn refusals_have_the_right_status_and_message() {
             redirect_uri: redirect_uri(),
         },
         SESSION,
+        &owner(),
     );
     check(
         call(&cb.service, get(&q(&code, &forged), Some(sid()))).await,
@@ -198,6 +203,7 @@ async fn refusals_have_the_right_status_and_message() {
             redirect_uri: redirect_uri(),
         },
         SESSION,
+        &owner(),
         SystemTime::now() - Duration::from_secs(3600),
     );
     let (resp, body, _) = call(&cb.service, get(&q(&code, &old), Some(sid()))).await;
@@ -323,7 +329,7 @@ async fn a_replayed_callback_is_refused_and_the_first_account_stays() {
     // So the first connection still works: its token was not revoked.
     cb.env
         .chart
-        .introspect(&account)
+        .introspect(&owner(), &account)
         .await
         .expect("still connected");
 }
@@ -472,7 +478,7 @@ async fn every_exchange_error_maps_to_its_status_and_message() {
          &message=This+connection+link+expired+or+was+already+used.+Please+connect+your+account+again."
     );
     assert!(
-        cb.vault.list().await.unwrap().is_empty(),
+        cb.vault.list(&owner()).await.unwrap().is_empty(),
         "no failed callback stored anything"
     );
 }
@@ -504,9 +510,9 @@ struct BrokenStore(MemoryStore);
 impl chart_auth::vault::TokenStore for BrokenStore {
     async fn get(
         &self,
-        account_id: &str,
+        key: &chart_auth::vault::RecordKey,
     ) -> Result<Option<chart_auth::vault::StoredRecord>, chart_auth::StoreError> {
-        self.0.get(account_id).await
+        self.0.get(key).await
     }
     async fn put(
         &self,
@@ -520,12 +526,12 @@ impl chart_auth::vault::TokenStore for BrokenStore {
     }
     async fn delete(
         &self,
-        account_id: &str,
+        key: &chart_auth::vault::RecordKey,
         expect: chart_auth::vault::Expect,
     ) -> Result<bool, chart_auth::StoreError> {
-        self.0.delete(account_id, expect).await
+        self.0.delete(key, expect).await
     }
-    async fn list(&self) -> Result<Vec<String>, chart_auth::StoreError> {
+    async fn list(&self) -> Result<Vec<chart_auth::vault::RecordKey>, chart_auth::StoreError> {
         self.0.list().await
     }
 }
@@ -588,9 +594,14 @@ async fn one_session_cannot_fill_the_memory_replay_guard() {
     let in_an_hour = SystemTime::now() + Duration::from_secs(3600);
     // The attacker's own valid states, as many as they like.
     for _ in 0..5_000 {
-        let state = signer.issue(&Flow::Embedded, b"attacker");
+        let state = signer.issue(&Flow::Embedded, b"attacker", &owner());
         let verified = signer
-            .verify(&state, b"attacker", chart_auth::FlowKind::Embedded)
+            .verify(
+                &state,
+                b"attacker",
+                &owner(),
+                chart_auth::FlowKind::Embedded,
+            )
             .unwrap();
         let claim = Claim {
             id: verified.id(),
@@ -606,7 +617,10 @@ async fn one_session_cannot_fill_the_memory_replay_guard() {
     let service = CallbackService::builder(cb.env.chart.clone().with_replay_guard(guard.clone()))
         .session(|parts| {
             let cookie = parts.headers.get("cookie")?.to_str().ok()?;
-            cookie.strip_prefix("sid=").map(|s| s.as_bytes().to_vec())
+            cookie.strip_prefix("sid=").map(|s| chart_auth::Session {
+                binding: s.as_bytes().to_vec(),
+                owner: owner(),
+            })
         })
         .build();
     // A state that fails verification takes no slot.
@@ -616,6 +630,7 @@ async fn one_session_cannot_fill_the_memory_replay_guard() {
             redirect_uri: redirect_uri(),
         },
         sid().strip_prefix("sid=").unwrap_or(sid()).as_bytes(),
+        &owner(),
     );
     let (resp, _, _) = call(&service, get(&q("some-code", &forged), Some(sid()))).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
@@ -649,7 +664,10 @@ async fn the_callback_answers_not_stored_with_a_user_message_and_no_token() {
     let service = CallbackService::builder(chart)
         .session(|parts| {
             let cookie = parts.headers.get("cookie")?.to_str().ok()?;
-            cookie.strip_prefix("sid=").map(|s| s.as_bytes().to_vec())
+            cookie.strip_prefix("sid=").map(|s| chart_auth::Session {
+                binding: s.as_bytes().to_vec(),
+                owner: owner(),
+            })
         })
         .build();
     let code = cb.env.mint(true, Scenario::Success);
@@ -685,9 +703,9 @@ async fn a_session_at_its_quota_never_evicts_another_sessions_claim() {
     let guard = MemoryReplayGuard::new();
     let signer = ConnectStateSigner::from_key(&STATE_KEY).unwrap();
     let claim_for = |session: &'static [u8], expires_in: u64| {
-        let state = signer.issue(&Flow::Embedded, session);
+        let state = signer.issue(&Flow::Embedded, session, &owner());
         let id = signer
-            .verify(&state, session, chart_auth::FlowKind::Embedded)
+            .verify(&state, session, &owner(), chart_auth::FlowKind::Embedded)
             .unwrap()
             .id();
         Claim {
@@ -814,11 +832,11 @@ async fn limits_posted_errors_retry_after_and_a_released_replay_claim() {
             cb.vault.clone(),
         );
         CallbackService::builder(chart.with_replay_guard(guard.clone()))
-            .session(|_| Some(SESSION.to_vec()))
+            .session(|_| Some(session()))
             .build()
     };
     let reachable = CallbackService::builder(cb.env.chart.clone().with_replay_guard(guard))
-        .session(|_| Some(SESSION.to_vec()))
+        .session(|_| Some(session()))
         .build();
     let code = cb.env.mint(true, Scenario::Success);
     let state = cb.redirect_state();

@@ -22,7 +22,10 @@ fn service(env: &Env) -> CallbackService<MemoryStore> {
     CallbackService::builder(env.chart.clone())
         .session(|parts| {
             let cookie = parts.headers.get("cookie")?.to_str().ok()?;
-            cookie.strip_prefix("sid=").map(|s| s.as_bytes().to_vec())
+            cookie.strip_prefix("sid=").map(|s| chart_auth::Session {
+                binding: s.as_bytes().to_vec(),
+                owner: owner(),
+            })
         })
         .build()
 }
@@ -74,6 +77,7 @@ async fn answers_are_nosniff_and_a_denied_error_cannot_forge_log_lines() {
                 redirect_uri: redirect_uri(),
             },
             b"test-session",
+            &owner(),
         )
         .unwrap()
         .state;

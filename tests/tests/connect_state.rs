@@ -1,6 +1,7 @@
 //! The signed Connect `state`, the callback verification and the parsers.
 
 mod support;
+use support::owner;
 
 use std::time::{Duration, SystemTime};
 
@@ -40,24 +41,24 @@ fn redirect() -> Flow {
 fn verification_refuses_each_kind_of_bad_state() {
     let signer = ConnectStateSigner::generate();
     let now = SystemTime::now();
-    let state = signer.issue_at(&redirect(), b"alice", now);
+    let state = signer.issue_at(&redirect(), b"alice", &owner(), now);
     let ok = signer
-        .verify_at(&state, b"alice", FlowKind::Redirect, now)
+        .verify_at(&state, b"alice", &owner(), FlowKind::Redirect, now)
         .unwrap();
     assert_eq!(ok.flow(), &redirect());
 
     // Forged: another key, or garbage.
-    let other = ConnectStateSigner::generate().issue_at(&redirect(), b"alice", now);
+    let other = ConnectStateSigner::generate().issue_at(&redirect(), b"alice", &owner(), now);
     assert_eq!(
         signer
-            .verify_at(&other, b"alice", FlowKind::Redirect, now)
+            .verify_at(&other, b"alice", &owner(), FlowKind::Redirect, now)
             .unwrap_err(),
         ConnectStateError::Forged
     );
     for junk in ["", "x", "%%%", &"A".repeat(5000)] {
         assert_eq!(
             signer
-                .verify_at(junk, b"alice", FlowKind::Redirect, now)
+                .verify_at(junk, b"alice", &owner(), FlowKind::Redirect, now)
                 .unwrap_err(),
             ConnectStateError::Forged
         );
@@ -66,31 +67,31 @@ fn verification_refuses_each_kind_of_bad_state() {
     let later = now + ConnectStateSigner::DEFAULT_TTL + Duration::from_secs(1);
     assert_eq!(
         signer
-            .verify_at(&state, b"alice", FlowKind::Redirect, later)
+            .verify_at(&state, b"alice", &owner(), FlowKind::Redirect, later)
             .unwrap_err(),
         ConnectStateError::Expired
     );
     // Another session.
     assert_eq!(
         signer
-            .verify_at(&state, b"mallory", FlowKind::Redirect, now)
+            .verify_at(&state, b"mallory", &owner(), FlowKind::Redirect, now)
             .unwrap_err(),
         ConnectStateError::SessionMismatch
     );
     // The other flow.
     assert_eq!(
         signer
-            .verify_at(&state, b"alice", FlowKind::Embedded, now)
+            .verify_at(&state, b"alice", &owner(), FlowKind::Embedded, now)
             .unwrap_err(),
         ConnectStateError::FlowMismatch
     );
     // Each state is unique, and its id is stable through verification.
-    let again = signer.issue_at(&redirect(), b"alice", now);
+    let again = signer.issue_at(&redirect(), b"alice", &owner(), now);
     assert_ne!(state, again);
     assert_ne!(
         ok.id(),
         signer
-            .verify_at(&again, b"alice", FlowKind::Redirect, now)
+            .verify_at(&again, b"alice", &owner(), FlowKind::Redirect, now)
             .unwrap()
             .id()
     );
@@ -101,8 +102,9 @@ fn shared_keys_verify_across_instances_and_short_keys_are_refused() {
     let key = [7u8; 32];
     let a = ConnectStateSigner::from_key(&key).unwrap();
     let b = ConnectStateSigner::from_key(&key).unwrap();
-    let state = a.issue(&Flow::Embedded, b"s");
-    b.verify(&state, b"s", FlowKind::Embedded).unwrap();
+    let state = a.issue(&Flow::Embedded, b"s", &owner());
+    b.verify(&state, b"s", &owner(), FlowKind::Embedded)
+        .unwrap();
     assert!(matches!(
         ConnectStateSigner::from_key(&[1; 16]),
         Err(ConfigError::StateKeyTooShort)
@@ -126,13 +128,16 @@ fn receive_code_maps_state_errors_and_refuses_empty_codes() {
             .build()
             .unwrap(),
     );
-    let start = client.begin_connect(Flow::Embedded, b"s1").unwrap();
+    let start = client
+        .begin_connect(Flow::Embedded, b"s1", &owner())
+        .unwrap();
     assert!(start.connect_url.is_none());
     let err = client
         .receive_code(
             AuthorizationCode::new("code"),
             &start.state,
             b"s2",
+            &owner(),
             FlowKind::Embedded,
         )
         .unwrap_err();
@@ -146,6 +151,7 @@ fn receive_code_maps_state_errors_and_refuses_empty_codes() {
             AuthorizationCode::new(""),
             &start.state,
             b"s1",
+            &owner(),
             FlowKind::Embedded,
         )
         .unwrap_err();
@@ -155,6 +161,7 @@ fn receive_code_maps_state_errors_and_refuses_empty_codes() {
             AuthorizationCode::new("code"),
             &start.state,
             b"s1",
+            &owner(),
             FlowKind::Embedded,
         )
         .unwrap();
@@ -170,7 +177,7 @@ fn connect_urls_are_encoded_and_redirect_uris_checked() {
             .build()
             .unwrap(),
     );
-    let start = client.begin_connect(redirect(), b"s").unwrap();
+    let start = client.begin_connect(redirect(), b"s", &owner()).unwrap();
     let url = start.connect_url.unwrap();
     assert!(url.starts_with("http://127.0.0.1:4010/connect?client_id=my+client&redirect_uri=https%3A%2F%2Fapp.example.com"), "{url}");
     assert!(url.ends_with(&format!("state={}", start.state)));
@@ -179,6 +186,7 @@ fn connect_urls_are_encoded_and_redirect_uris_checked() {
             redirect_uri: "http://evil.example.com/cb".into(),
         },
         b"s",
+        &owner(),
     );
     assert!(matches!(err, Err(Error::Config(_))));
 }
@@ -255,7 +263,7 @@ proptest! {
             match op {
                 StateOp::Issue { embedded, session } => {
                     let flow = if embedded { Flow::Embedded } else { redirect() };
-                    issued.push((signer.issue_at(&flow, &session_bytes(session), now), embedded, session, now));
+                    issued.push((signer.issue_at(&flow, &session_bytes(session), &owner(), now), embedded, session, now));
                 }
                 StateOp::Wait(secs) => now += Duration::from_secs(secs),
                 StateOp::Verify { state, session, embedded } => {
@@ -273,7 +281,7 @@ proptest! {
                     } else {
                         Ok(())
                     };
-                    let got = signer.verify_at(&text, &session_bytes(session), via, now);
+                    let got = signer.verify_at(&text, &session_bytes(session), &owner(), via, now);
                     prop_assert_eq!(got.as_ref().map(|_| ()).map_err(Clone::clone), expected);
                     if let Ok(verified) = got {
                         let first = rt.block_on(chart_auth::ReplayGuard::claim(&guard, chart_auth::Claim {
@@ -292,32 +300,32 @@ proptest! {
     fn states_round_trip(session in proptest::collection::vec(any::<u8>(), 0..64), uri in "https://[a-z]{1,12}\\.example/[a-z/]{0,20}", embedded in any::<bool>()) {
         let signer = ConnectStateSigner::generate();
         let flow = if embedded { Flow::Embedded } else { Flow::Redirect { redirect_uri: uri } };
-        let state = signer.issue(&flow, &session);
-        let verified = signer.verify(&state, &session, flow.kind()).unwrap();
+        let state = signer.issue(&flow, &session, &owner());
+        let verified = signer.verify(&state, &session, &owner(), flow.kind()).unwrap();
         prop_assert_eq!(verified.flow(), &flow);
     }
 
     #[test]
     fn any_mutation_of_a_state_is_rejected(index in any::<prop::sample::Index>(), flip in 1u8..=255) {
         let signer = ConnectStateSigner::generate();
-        let state = signer.issue(&redirect(), b"s");
+        let state = signer.issue(&redirect(), b"s", &owner());
         let mut raw = URL_SAFE_NO_PAD.decode(&state).unwrap();
         let i = index.index(raw.len());
         raw[i] ^= flip;
         let forged = URL_SAFE_NO_PAD.encode(&raw);
-        prop_assert_eq!(signer.verify(&forged, b"s", FlowKind::Redirect).unwrap_err(), ConnectStateError::Forged);
+        prop_assert_eq!(signer.verify(&forged, b"s", &owner(), FlowKind::Redirect).unwrap_err(), ConnectStateError::Forged);
         // Truncations and extensions too.
         prop_assert_eq!(
-            signer.verify(&state[..i.min(state.len() - 1)], b"s", FlowKind::Redirect).unwrap_err(),
+            signer.verify(&state[..i.min(state.len() - 1)], b"s", &owner(), FlowKind::Redirect).unwrap_err(),
             ConnectStateError::Forged
         );
         let extended = format!("{state}A");
-        prop_assert_eq!(signer.verify(&extended, b"s", FlowKind::Redirect).unwrap_err(), ConnectStateError::Forged);
+        prop_assert_eq!(signer.verify(&extended, b"s", &owner(), FlowKind::Redirect).unwrap_err(), ConnectStateError::Forged);
     }
 
     #[test]
     fn arbitrary_states_never_panic(state in ".{0,300}", session in proptest::collection::vec(any::<u8>(), 0..16)) {
-        let _ = ConnectStateSigner::generate().verify(&state, &session, FlowKind::Embedded);
+        let _ = ConnectStateSigner::generate().verify(&state, &session, &owner(), FlowKind::Embedded);
     }
 
     #[test]
@@ -388,15 +396,27 @@ fn the_default_state_lifetime_is_fifteen_minutes_and_debug_hides_the_key() {
     let key = [0x5a; 32];
     let signer = ConnectStateSigner::from_key(&key).unwrap();
     let now = SystemTime::now();
-    let fresh = signer.issue_at(&Flow::Embedded, b"s", now - Duration::from_secs(14 * 60));
-    assert!(signer.verify(&fresh, b"s", FlowKind::Embedded).is_ok());
+    let fresh = signer.issue_at(
+        &Flow::Embedded,
+        b"s",
+        &owner(),
+        now - Duration::from_secs(14 * 60),
+    );
+    assert!(
+        signer
+            .verify(&fresh, b"s", &owner(), FlowKind::Embedded)
+            .is_ok()
+    );
     let stale = signer.issue_at(
         &Flow::Embedded,
         b"s",
+        &owner(),
         now - Duration::from_secs(15 * 60 + 1),
     );
     assert_eq!(
-        signer.verify(&stale, b"s", FlowKind::Embedded).unwrap_err(),
+        signer
+            .verify(&stale, b"s", &owner(), FlowKind::Embedded)
+            .unwrap_err(),
         ConnectStateError::Expired
     );
     let debug = format!("{signer:?}");
@@ -416,19 +436,23 @@ fn a_state_of_the_maximum_length_verifies_and_a_longer_one_is_refused() {
     let state_for = |len: usize| {
         let uri = format!("https://example.com/{}", "a".repeat(len));
         let flow = Flow::Redirect { redirect_uri: uri };
-        signer.issue(&flow, b"s")
+        signer.issue(&flow, b"s", &owner())
     };
     let at_limit = (0..4096)
         .find(|&len| state_for(len).len() == chart_auth::MAX_CONNECT_STATE_LEN)
         .expect("some redirect_uri gives a state of exactly the limit");
     let state = state_for(at_limit);
     assert_eq!(state.len(), 4096);
-    assert!(signer.verify(&state, b"s", FlowKind::Redirect).is_ok());
+    assert!(
+        signer
+            .verify(&state, b"s", &owner(), FlowKind::Redirect)
+            .is_ok()
+    );
     let longer = state_for(at_limit + 1);
     assert!(longer.len() > 4096);
     assert_eq!(
         signer
-            .verify(&longer, b"s", FlowKind::Redirect)
+            .verify(&longer, b"s", &owner(), FlowKind::Redirect)
             .unwrap_err(),
         ConnectStateError::Forged
     );

@@ -614,19 +614,23 @@ async fn introspect_and_disconnect_from_a_stored_record() {
         .unwrap();
     let info = env
         .chart
-        .introspect(stored.account_id())
+        .introspect(&owner(), stored.account_id())
         .await
         .expect("introspect");
     assert_eq!(info.taxpayer_id, stored.account_id());
     assert_eq!(info.client_id, chart_mock_server::SANDBOX_CLIENT_ID);
     assert_eq!(info.provider_id, "turbotax");
-    let token = vault.unseal(stored.account_id()).await.unwrap();
+    let token = vault.unseal(&owner(), stored.account_id()).await.unwrap();
     env.chart
-        .disconnect(stored.account_id())
+        .disconnect(&owner(), stored.account_id())
         .await
         .expect("disconnect");
     assert!(
-        vault.get(stored.account_id()).await.unwrap().is_none(),
+        vault
+            .get(&owner(), stored.account_id())
+            .await
+            .unwrap()
+            .is_none(),
         "the record is deleted"
     );
     assert!(matches!(
@@ -634,7 +638,10 @@ async fn introspect_and_disconnect_from_a_stored_record() {
         Error::InvalidToken(_)
     ));
     assert!(matches!(
-        env.chart.introspect(stored.account_id()).await.unwrap_err(),
+        env.chart
+            .introspect(&owner(), stored.account_id())
+            .await
+            .unwrap_err(),
         Error::Vault(chart_auth::VaultError::NotFound)
     ));
 }
@@ -660,24 +667,34 @@ async fn disconnect_deletes_a_token_chart_no_longer_knows_and_keeps_it_on_other_
         path: "/disconnect".into(),
         ..status_fault(500, 1, None)
     });
-    let err = env.chart.disconnect(&accounts[0]).await.unwrap_err();
+    let err = env
+        .chart
+        .disconnect(&owner(), &accounts[0])
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Server { .. }), "{err:?}");
-    assert!(vault.get(&accounts[0]).await.unwrap().is_some(), "kept");
+    assert!(
+        vault.get(&owner(), &accounts[0]).await.unwrap().is_some(),
+        "kept"
+    );
     env.chart
-        .disconnect(&accounts[0])
+        .disconnect(&owner(), &accounts[0])
         .await
         .expect("the retry works");
-    assert!(vault.get(&accounts[0]).await.unwrap().is_none());
+    assert!(vault.get(&owner(), &accounts[0]).await.unwrap().is_none());
 
     // Chart revoked the token already (here, out of band): 401 invalid_token, and the
     // record is deleted, since it can never be used again.
-    let token = vault.unseal(&accounts[1]).await.unwrap();
+    let token = vault.unseal(&owner(), &accounts[1]).await.unwrap();
     assert!(env.mock.chart().revoke(token.expose_secret()));
     env.chart
-        .disconnect(&accounts[1])
+        .disconnect(&owner(), &accounts[1])
         .await
         .expect("a token Chart no longer knows is simply dropped");
-    assert!(vault.get(&accounts[1]).await.unwrap().is_none(), "deleted");
+    assert!(
+        vault.get(&owner(), &accounts[1]).await.unwrap().is_none(),
+        "deleted"
+    );
 }
 
 /// The caller's own rustls configuration is used as given: here it trusts only the
@@ -774,6 +791,6 @@ async fn an_exchanged_token_is_stored_only_in_its_own_clients_vault() {
         matches!(err, Error::Vault(chart_auth::VaultError::WrongClient)),
         "{err:?}"
     );
-    assert!(other.list().await.unwrap().is_empty());
+    assert!(other.list(&owner()).await.unwrap().is_empty());
     assert!(!err.user_message().is_empty());
 }

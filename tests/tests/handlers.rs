@@ -3,12 +3,13 @@
 //! twice, and once a code is sent its token is stored or revoked, never lost.
 
 mod support;
+use support::owner;
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chart_auth::vault::{Expect, MemoryStore, StoredRecord, TokenStore, Vault};
+use chart_auth::vault::{Expect, MemoryStore, RecordKey, StoredRecord, TokenStore, Vault};
 use chart_auth::{ChartConnect, ConnectStateSigner, Flow, StoreError};
 use chart_mock_server::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Scenario};
 use tokio::sync::{Notify, mpsc};
@@ -74,7 +75,7 @@ mod readme {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reload_of_the_readme_callback_sends_nothing_and_keeps_the_account() {
         let (mock, chart, _dir) = readme_setup().await;
-        let url = start(&chart, "sid-1").unwrap();
+        let url = start(&chart, "sid-1", "user-1").unwrap();
         let query = url.split_once('?').unwrap().1;
         let state = form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == "state")
@@ -90,11 +91,29 @@ mod readme {
             .unwrap()
             .code;
 
-        let account = callback(&chart, "sid-1", code.clone(), &state)
+        // Another signed-in user who gets hold of the callback URL (same browser, or a
+        // link passed on) cannot complete it: the state was begun for user-1. Nothing is
+        // sent, so the code stays good for its owner.
+        let err = callback(&chart, "sid-1", "user-2", code.clone(), &state)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.label(), err.http_status().as_u16()),
+            ("invalid_state", 403)
+        );
+        assert_eq!(
+            mock.journal()
+                .iter()
+                .filter(|e| e.path == "/auth/token")
+                .count(),
+            0
+        );
+
+        let account = callback(&chart, "sid-1", "user-1", code.clone(), &state)
             .await
             .unwrap();
         // The reload: the same URL, the same session.
-        let err = callback(&chart, "sid-1", code.clone(), &state)
+        let err = callback(&chart, "sid-1", "user-1", code.clone(), &state)
             .await
             .unwrap_err();
         assert_eq!(
@@ -111,7 +130,28 @@ mod readme {
             .count();
         assert_eq!(sent, 1, "the reload resent the code");
         // The account is alive, and the mock's report over HTTP agrees.
-        chart.introspect(&account).await.unwrap();
+        chart
+            .introspect(&owner_of("user-1"), &account)
+            .await
+            .unwrap();
+        // Each user lists their own accounts: user-1 has this one, user-2 none.
+        let mine = accounts(&chart, "user-1").await.unwrap();
+        assert_eq!(
+            mine.iter().map(|a| a.account_id()).collect::<Vec<_>>(),
+            [account.as_str()]
+        );
+        assert!(accounts(&chart, "user-2").await.unwrap().is_empty());
+        let err = chart
+            .introspect(&owner_of("user-2"), &account)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                chart_auth::Error::Vault(chart_auth::VaultError::NotFound)
+            ),
+            "{err:?}"
+        );
         // Over HTTP, as the contract serves it.
         let addr = mock
             .url()
@@ -167,8 +207,8 @@ impl std::ops::Deref for GatedStore {
 }
 
 impl TokenStore for GatedStore {
-    async fn get(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
-        self.inner.get(account_id).await
+    async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
+        self.inner.get(key).await
     }
     async fn put(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
         self.entered.notify_one();
@@ -185,10 +225,10 @@ impl TokenStore for GatedStore {
         self.ended.notify_one();
         result
     }
-    async fn delete(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
-        self.inner.delete(account_id, expect).await
+    async fn delete(&self, key: &RecordKey, expect: Expect) -> Result<bool, StoreError> {
+        self.inner.delete(key, expect).await
     }
-    async fn list(&self) -> Result<Vec<String>, StoreError> {
+    async fn list(&self) -> Result<Vec<RecordKey>, StoreError> {
         self.inner.list().await
     }
 }
@@ -278,10 +318,10 @@ impl Gated {
     /// Waits for the gated write to end, then checks that it left one live account.
     async fn one_live_account(&self) {
         within(self.store.ended.notified()).await;
-        let accounts = self.chart.vault().list().await.unwrap();
+        let accounts = self.chart.vault().list(&owner()).await.unwrap();
         assert_eq!(accounts.len(), 1);
         self.chart
-            .introspect(accounts[0].account_id())
+            .introspect(&owner(), accounts[0].account_id())
             .await
             .unwrap();
     }
@@ -345,7 +385,7 @@ async fn a_caller_dropped_while_a_store_fails_still_gets_the_token_revoked() {
     let paths = g.paths();
     assert!(paths.contains(&("/auth/token".into(), 200)), "{paths:?}");
     assert!(paths.contains(&("/disconnect".into(), 200)), "{paths:?}");
-    assert!(g.chart.vault().list().await.unwrap().is_empty());
+    assert!(g.chart.vault().list(&owner()).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -395,13 +435,14 @@ async fn a_code_may_be_as_long_as_the_limit_and_not_a_byte_longer() {
     let env = support::env().await;
     let start = env
         .chart
-        .begin_connect(Flow::Embedded, support::SESSION)
+        .begin_connect(Flow::Embedded, support::SESSION, &owner())
         .unwrap();
     let receive = |len: usize| {
         env.chart.receive_code(
             chart_auth::AuthorizationCode::new("c".repeat(len)),
             &start.state,
             support::SESSION,
+            &owner(),
             chart_auth::FlowKind::Embedded,
         )
     };
@@ -409,4 +450,31 @@ async fn a_code_may_be_as_long_as_the_limit_and_not_a_byte_longer() {
     assert!(receive(2048).is_ok());
     let err = receive(2049).unwrap_err();
     assert_eq!(err.label(), "bad_callback", "{err}");
+}
+
+/// Owners, on the two stores a single instance uses (PostgreSQL: `tests/postgres.rs`).
+#[tokio::test]
+async fn another_owner_reaches_nothing_on_memory_and_file_stores() {
+    let env = support::env().await;
+    support::owners::another_owner_reaches_nothing(&env, MemoryStore::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = chart_auth::vault::FileStore::open(dir.path()).unwrap();
+    support::owners::another_owner_reaches_nothing(&env, files).await;
+}
+
+#[tokio::test]
+async fn a_record_moved_under_another_owner_does_not_unseal_on_memory_and_file_stores() {
+    support::owners::a_record_moved_under_another_owner_does_not_unseal(MemoryStore::default())
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = chart_auth::vault::FileStore::open(dir.path()).unwrap();
+    support::owners::a_record_moved_under_another_owner_does_not_unseal(files).await;
+}
+
+#[tokio::test]
+async fn legacy_records_move_to_v2_on_memory_and_file_stores() {
+    support::owners::legacy_records_move_to_v2_under_the_named_owner(MemoryStore::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = chart_auth::vault::FileStore::open(dir.path()).unwrap();
+    support::owners::legacy_records_move_to_v2_under_the_named_owner(files).await;
 }

@@ -4,6 +4,7 @@
 #![cfg(feature = "pkcs11")]
 
 mod support;
+use support::{key, owner};
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -70,6 +71,7 @@ fn the_key_file_holds_no_data_key_in_the_clear() {
     // It loads back to the same keys: a record sealed before opens after.
     let id = chart_auth::vault::RecordIdentity {
         client_id: "c",
+        owner: b"owner-test-user",
         account_id: "a",
         provider_id: "irs",
     };
@@ -103,13 +105,14 @@ async fn the_whole_flow_runs_on_a_wrapped_keyring() {
     );
     let code = env.mint(false, Scenario::Success);
     let start = chart
-        .begin_connect(chart_auth::Flow::Embedded, support::SESSION)
+        .begin_connect(chart_auth::Flow::Embedded, support::SESSION, &owner())
         .unwrap();
     let received = chart
         .receive_code(
             chart_auth::AuthorizationCode::new(&code),
             &start.state,
             support::SESSION,
+            &owner(),
             chart_auth::FlowKind::Embedded,
         )
         .unwrap();
@@ -121,7 +124,10 @@ async fn the_whole_flow_runs_on_a_wrapped_keyring() {
         Keyring::load_with(&keys, Arc::new(token.config("kek").open().unwrap())).unwrap(),
         FileStore::open(dir.path().join("tokens")).unwrap(),
     );
-    let token_value = restarted.unseal(stored.account_id()).await.unwrap();
+    let token_value = restarted
+        .unseal(&owner(), stored.account_id())
+        .await
+        .unwrap();
     let introspected = env.client.introspect_token(&token_value).await.unwrap();
     assert_eq!(introspected.taxpayer_id, stored.account_id());
 }
@@ -148,13 +154,14 @@ async fn kek_rotation_keeps_every_record_opening() {
         let account = format!("account-{n}");
         vault
             .put(
+                &owner(),
                 &account,
                 &chart_auth::ProviderId::from("irs"),
                 &chart_auth::AccessToken::new(format!("token-{n}")),
             )
             .await
             .unwrap();
-        sealed_before.push(store.get(&account).await.unwrap().unwrap().sealed);
+        sealed_before.push(store.get(&key(&account)).await.unwrap().unwrap().sealed);
     }
 
     let mut ring = Keyring::load_with(&keys, old.clone()).unwrap();
@@ -165,10 +172,14 @@ async fn kek_rotation_keeps_every_record_opening() {
     for (n, before) in sealed_before.iter().enumerate() {
         let account = format!("account-{n}");
         assert_eq!(
-            rotated.unseal(&account).await.unwrap().expose_secret(),
+            rotated
+                .unseal(&owner(), &account)
+                .await
+                .unwrap()
+                .expose_secret(),
             format!("token-{n}")
         );
-        let after = store.get(&account).await.unwrap().unwrap().sealed;
+        let after = store.get(&key(&account)).await.unwrap().unwrap().sealed;
         assert_eq!(&after, before, "the sealed record was not touched");
     }
     // The old KEK no longer opens the keyring.

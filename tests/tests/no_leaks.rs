@@ -7,6 +7,7 @@
 //! (`support::leaks`). None may appear.
 
 mod support;
+use support::owner;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use chart_mock_server::{
     ClientConfig, Fault, FaultKind, MintRequest, MockConfig, MockServer, Scenario,
 };
 use support::capture::Capture;
-use support::{SESSION, fault, receive_via, redirect_uri};
+use support::{SESSION, fault, receive_via, redirect_uri, session};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
@@ -119,10 +120,16 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         let stored = exchanged.store(&vault).await.unwrap();
         seen += &format!(
             "{stored:?}\n{:?}\n",
-            chart.introspect(stored.account_id()).await.unwrap()
+            chart
+                .introspect(&owner(), stored.account_id())
+                .await
+                .unwrap()
         );
         if redirect {
-            chart.disconnect(stored.account_id()).await.unwrap();
+            chart
+                .disconnect(&owner(), stored.account_id())
+                .await
+                .unwrap();
         }
         // Reuse: invalid_grant, and the token is revoked.
         let err = receive_via(&client, &code, Flow::Embedded)
@@ -144,10 +151,10 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         shared_vault.clone(),
     );
     let plain = chart_auth::CallbackService::builder(shared.clone())
-        .session(|_| Some(SESSION.to_vec()))
+        .session(|_| Some(session()))
         .build();
     let with_pages = chart_auth::CallbackService::builder(shared.clone())
-        .session(|_| Some(SESSION.to_vec()))
+        .session(|_| Some(session()))
         .success_page("https://app.example/connected")
         .error_page("https://app.example/connect-failed")
         .build();
@@ -168,7 +175,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
         } else {
             Flow::Embedded
         };
-        let state = shared.begin_connect(flow, SESSION).unwrap().state;
+        let state = shared.begin_connect(flow, SESSION, &owner()).unwrap().state;
         let req = if redirect {
             let q = format!("code={code}&state={state}");
             http::Request::get(format!("/api/chart/callback?{q}"))
@@ -189,10 +196,10 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
             .to_bytes();
         seen += &String::from_utf8_lossy(&body);
     }
-    for conn in shared_vault.list().await.unwrap() {
+    for conn in shared_vault.list(&owner()).await.unwrap() {
         secrets.push(
             shared_vault
-                .unseal(conn.account_id())
+                .unseal(&owner(), conn.account_id())
                 .await
                 .unwrap()
                 .expose_secret()
@@ -292,13 +299,13 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
 
     // A panic while a secret is in scope shows only the redacted Debug.
     let token = vault
-        .list()
+        .list(&owner())
         .await
         .unwrap()
         .pop()
         .map(|s| s.account_id().to_owned())
         .unwrap();
-    let token = vault.unseal(&token).await.unwrap();
+    let token = vault.unseal(&owner(), &token).await.unwrap();
     let _ = std::panic::catch_unwind(|| panic!("boom with {token:?}"));
 
     seen += &serde_json::to_string(&mock.journal()).unwrap();

@@ -8,6 +8,7 @@
 #![cfg(feature = "postgres")]
 
 mod support;
+use support::{key, owner};
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chart_auth::vault::{
-    Expect, KeyId, Keyring, PostgresPool, PostgresStore, StoredRecord, TokenStore, Vault,
+    Expect, KeyId, Keyring, PostgresPool, PostgresStore, RecordKey, StoredRecord, TokenStore, Vault,
 };
 use chart_auth::{
     AccessToken, CallbackService, ChartClient, ChartConnect, ClientSecret, Config,
@@ -104,10 +105,15 @@ async fn admin(sql: &str) {
 }
 
 fn record(account: &str, payload: &[u8]) -> StoredRecord {
+    record_of(&key(account), payload)
+}
+
+fn record_of(at: &RecordKey, payload: &[u8]) -> StoredRecord {
     StoredRecord {
         version: 0,
         client_id: "c".into(),
-        account_id: account.into(),
+        owner: at.owner.clone(),
+        account_id: at.account_id.clone(),
         provider_id: "irs".into(),
         stored_at: 1_700_000_000,
         sealed: payload.to_vec(),
@@ -118,7 +124,8 @@ fn record(account: &str, payload: &[u8]) -> StoredRecord {
 async fn migrate_is_versioned_and_runs_once() {
     let db = TestDb::create().await;
     let store = PostgresStore::new(&db.pool());
-    assert_eq!(store.migrate().await.unwrap(), 1);
+    // The table, then its owner column and (owner, account) key.
+    assert_eq!(store.migrate().await.unwrap(), 2);
     assert_eq!(
         store.migrate().await.unwrap(),
         0,
@@ -146,7 +153,7 @@ fn a_pool_shows_its_shape_and_not_its_url_and_resizes() {
 async fn bad_conditions_give_typed_errors() {
     // Nothing listens on port 1: the pool gives up in time with a typed error.
     let pool = PostgresPool::connect("postgres://postgres@127.0.0.1:1/none").unwrap();
-    let err = PostgresStore::new(&pool).get("a").await.unwrap_err();
+    let err = PostgresStore::new(&pool).get(&key("a")).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
     // A bad URL is refused without echoing it (it may hold a password).
     let err = PostgresPool::connect("postgres://user:hunter2@[bad").unwrap_err();
@@ -158,13 +165,15 @@ async fn bad_conditions_give_typed_errors() {
     tokio::spawn(conn);
     client
         .execute(
-            "INSERT INTO chart_auth_tokens VALUES ('a', 1, 'c', 'irs', -5, '\\x00')",
-            &[],
+            "INSERT INTO chart_auth_tokens
+                 (owner, account_id, version, client_id, provider_id, stored_at, sealed)
+             VALUES ($1, 'a', 1, 'c', 'irs', -5, '\\x00')",
+            &[&owner().as_bytes()],
         )
         .await
         .unwrap();
     assert!(matches!(
-        store.get("a").await,
+        store.get(&key("a")).await,
         Err(StoreError::Corrupt { .. })
     ));
 }
@@ -178,7 +187,20 @@ enum Op {
     Count,
 }
 
-const ACCOUNTS: [&str; 4] = ["a", "b", "ba", "é"];
+/// Record keys that differ only in the owner, only in the account, in both, and one
+/// legacy (ownerless) record: a store that keys by account alone, or mixes owners up,
+/// fails the model.
+fn keys_of_the_model() -> [RecordKey; 6] {
+    [
+        RecordKey::new(b"", "a"),
+        RecordKey::new(b"u1", "a"),
+        RecordKey::new(b"u1", "b"),
+        RecordKey::new(b"u1", "ba"),
+        RecordKey::new(b"u2", "a"),
+        RecordKey::new(b"u1\xff", "\u{e9}"),
+    ]
+}
+const KEYS: usize = 6;
 
 fn expect() -> impl Strategy<Value = Expect> {
     prop_oneof![
@@ -190,20 +212,20 @@ fn expect() -> impl Strategy<Value = Expect> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..ACCOUNTS.len(), expect(), any::<u8>()).prop_map(|(a, e, p)| Op::Put(a, e, p)),
-        (0..ACCOUNTS.len(), expect()).prop_map(|(a, e)| Op::Delete(a, e)),
-        (0..ACCOUNTS.len()).prop_map(Op::Get),
-        (proptest::option::of(0..ACCOUNTS.len()), 1usize..4).prop_map(|(a, n)| Op::Page(a, n)),
+        (0..KEYS, expect(), any::<u8>()).prop_map(|(a, e, p)| Op::Put(a, e, p)),
+        (0..KEYS, expect()).prop_map(|(a, e)| Op::Delete(a, e)),
+        (0..KEYS).prop_map(Op::Get),
+        (proptest::option::of(0..KEYS), 1usize..4).prop_map(|(a, n)| Op::Page(a, n)),
         Just(Op::Count),
     ]
 }
 
 /// What every store must answer, written from the trait's contract.
 #[derive(Default)]
-struct Model(BTreeMap<String, (u64, u8)>);
+struct Model(BTreeMap<RecordKey, (u64, u8)>);
 
 impl Model {
-    fn allows(&self, account: &str, expect: Expect) -> bool {
+    fn allows(&self, account: &RecordKey, expect: Expect) -> bool {
         match (expect, self.0.get(account)) {
             (Expect::Any, _) | (Expect::Absent, None) => true,
             (Expect::Version(v), Some((have, _))) => v == *have,
@@ -214,21 +236,22 @@ impl Model {
 
 async fn run_model<S: TokenStore>(store: &S, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut model = Model::default();
+    let keys = keys_of_the_model();
     for op in ops {
         match op.clone() {
             Op::Put(a, expect, payload) => {
-                let account = ACCOUNTS[a];
-                let got = store.put(&record(account, &[payload]), expect).await;
+                let account = &keys[a];
+                let got = store.put(&record_of(account, &[payload]), expect).await;
                 if model.allows(account, expect) {
                     let version = model.0.get(account).map_or(1, |(v, _)| v + 1);
                     prop_assert_eq!(got.unwrap(), version);
-                    model.0.insert(account.into(), (version, payload));
+                    model.0.insert(account.clone(), (version, payload));
                 } else {
                     prop_assert!(matches!(got, Err(StoreError::Conflict)), "{:?}", got);
                 }
             }
             Op::Delete(a, expect) => {
-                let account = ACCOUNTS[a];
+                let account = &keys[a];
                 let got = store.delete(account, expect).await;
                 if model.allows(account, expect) {
                     prop_assert_eq!(got.unwrap(), model.0.remove(account).is_some());
@@ -237,17 +260,17 @@ async fn run_model<S: TokenStore>(store: &S, ops: &[Op]) -> Result<(), TestCaseE
                 }
             }
             Op::Get(a) => {
-                let got = store.get(ACCOUNTS[a]).await.unwrap();
-                let want = model.0.get(ACCOUNTS[a]);
+                let got = store.get(&keys[a]).await.unwrap();
+                let want = model.0.get(&keys[a]);
                 prop_assert_eq!(got.map(|r| (r.version, r.sealed[0])), want.copied());
             }
             Op::Page(after, limit) => {
-                let after = after.map(|a| ACCOUNTS[a]);
+                let after = after.map(|a| &keys[a]);
                 let got = store.list_page(after, limit).await.unwrap();
-                let want: Vec<String> = model
+                let want: Vec<RecordKey> = model
                     .0
                     .keys()
-                    .filter(|k| after.is_none_or(|a| k.as_str() > a))
+                    .filter(|k| after.is_none_or(|a| *k > a))
                     .take(limit)
                     .cloned()
                     .collect();
@@ -260,6 +283,15 @@ async fn run_model<S: TokenStore>(store: &S, ops: &[Op]) -> Result<(), TestCaseE
         store.list().await.unwrap(),
         model.0.keys().cloned().collect::<Vec<_>>()
     );
+    for owner in [&b""[..], b"u1", b"u2", b"u1\xff", b"nobody"] {
+        let want: Vec<String> = model
+            .0
+            .keys()
+            .filter(|k| k.owner == owner)
+            .map(|k| k.account_id.clone())
+            .collect();
+        prop_assert_eq!(store.list_owner(owner).await.unwrap(), want);
+    }
     Ok(())
 }
 
@@ -300,7 +332,7 @@ async fn sixteen_racers_through_two_pools_leave_only_the_winners_writes() {
         racers.push(tokio::spawn(async move {
             let mut wins = Vec::new();
             for attempt in 0u8..10 {
-                let current = store.get("hot").await.unwrap().unwrap();
+                let current = store.get(&key("hot")).await.unwrap().unwrap();
                 let mine = record("hot", &[racer, attempt]);
                 match store.put(&mine, Expect::Version(current.version)).await {
                     Ok(version) => {
@@ -319,7 +351,7 @@ async fn sixteen_racers_through_two_pools_leave_only_the_winners_writes() {
     for r in racers {
         wins.extend(r.await.unwrap());
     }
-    let last = stores[1].get("hot").await.unwrap().unwrap();
+    let last = stores[1].get(&key("hot")).await.unwrap().unwrap();
     // Every version from 2 to the last was won exactly once, and the row holds the
     // write that won the last one.
     let versions: HashSet<u64> = wins.iter().map(|(v, _)| *v).collect();
@@ -346,6 +378,7 @@ fn postgres_writer_child() {
     for n in start.. {
         let account = format!("acct-{}", n % 12);
         rt.block_on(vault.put(
+            &owner(),
             &account,
             &ProviderId::Irs,
             &AccessToken::new(format!("token-{n}")),
@@ -412,7 +445,7 @@ async fn killed_writers_never_lose_acknowledged_records() {
         next += 1;
         for (account, n) in &acked {
             let token = vault
-                .unseal(account)
+                .unseal(&owner(), account)
                 .await
                 .expect("an acknowledged write opens");
             let got: u64 = token.expose_secret()["token-".len()..].parse().unwrap();
@@ -421,7 +454,7 @@ async fn killed_writers_never_lose_acknowledged_records() {
                 "round {round}: {account} holds token-{got}, acked token-{n}"
             );
         }
-        vault.list().await.expect("nothing torn");
+        vault.list(&owner()).await.expect("nothing torn");
     }
 }
 
@@ -596,7 +629,7 @@ async fn a_restarted_database_fails_typed_then_recovers() {
 
     cluster.ctl("stop");
     for _ in 0..3 {
-        let err = store.get("a").await.unwrap_err();
+        let err = store.get(&key("a")).await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -611,7 +644,7 @@ async fn a_restarted_database_fails_typed_then_recovers() {
     // (up to 20 s in all, which holds at any load) rather than counted on.
     let mut back = None;
     for _ in 0..200 {
-        match store.get("a").await {
+        match store.get(&key("a")).await {
             Ok(r) => {
                 back = r;
                 break;
@@ -657,7 +690,12 @@ fn backend_instance_child() {
         );
         let chart = chart.with_replay_guard(Arc::new(PostgresReplayGuard::new(&pool)));
         let callback = CallbackService::builder(chart)
-            .session(|_| Some(SESSION.as_bytes().to_vec()))
+            .session(|_| {
+                Some(chart_auth::Session {
+                    binding: SESSION.as_bytes().to_vec(),
+                    owner: owner(),
+                })
+            })
             .build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("ready {}", listener.local_addr().unwrap());
@@ -748,6 +786,7 @@ async fn two_instances_share_one_database_and_refuse_replays() {
                 redirect_uri: redirect.clone(),
             },
             SESSION.as_bytes(),
+            &owner(),
         );
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("code", &code)
@@ -771,7 +810,7 @@ async fn two_instances_share_one_database_and_refuse_replays() {
         Keyring::from_key(KeyId(1), &VAULT_KEY).unwrap(),
         PostgresStore::new(&pool),
     );
-    let token = vault.unseal(&account).await.unwrap();
+    let token = vault.unseal(&owner(), &account).await.unwrap();
     assert!(
         mock.chart().introspect(token.expose_secret()).is_some(),
         "200 at /introspect"
@@ -812,7 +851,7 @@ async fn a_vault_on_postgres_seals_and_refuses_misfiled_rows() {
     let vault = Vault::new("c", Keyring::generate(), db.store().await);
     for (a, t) in [("alice", "token-a"), ("bob", "token-b")] {
         vault
-            .put(a, &ProviderId::Irs, &AccessToken::new(t))
+            .put(&owner(), a, &ProviderId::Irs, &AccessToken::new(t))
             .await
             .unwrap();
     }
@@ -827,11 +866,15 @@ async fn a_vault_on_postgres_seals_and_refuses_misfiled_rows() {
         .await
         .unwrap();
     assert!(matches!(
-        vault.unseal("bob").await,
+        vault.unseal(&owner(), "bob").await,
         Err(Error::Vault(chart_auth::VaultError::Tampered))
     ));
     assert_eq!(
-        vault.unseal("alice").await.unwrap().expose_secret(),
+        vault
+            .unseal(&owner(), "alice")
+            .await
+            .unwrap()
+            .expose_secret(),
         "token-a"
     );
 }
@@ -859,7 +902,10 @@ async fn tls_to_the_database_goes_through_the_callers_rustls_config() {
         .put(&record("a", b"over tls"), Expect::Any)
         .await
         .unwrap();
-    assert_eq!(store.get("a").await.unwrap().unwrap().sealed, b"over tls");
+    assert_eq!(
+        store.get(&key("a")).await.unwrap().unwrap().sealed,
+        b"over tls"
+    );
     let (client, conn) = tokio_postgres::connect(&cluster.url(), NoTls)
         .await
         .unwrap();
@@ -888,7 +934,7 @@ async fn tls_to_the_database_goes_through_the_callers_rustls_config() {
     );
     let other = PostgresStore::new(&PostgresPool::connect_tls(&url, stranger).unwrap());
     assert!(matches!(
-        other.get("a").await,
+        other.get(&key("a")).await,
         Err(StoreError::Unavailable { .. })
     ));
 }
@@ -903,9 +949,9 @@ async fn the_postgres_guard_releases_takes_over_expired_rows_and_cleans_up() {
     guard.migrate().await.unwrap();
     let signer = ConnectStateSigner::generate();
     let id = || {
-        let state = signer.issue(&Flow::Embedded, b"s");
+        let state = signer.issue(&Flow::Embedded, b"s", &owner());
         signer
-            .verify(&state, b"s", FlowKind::Embedded)
+            .verify(&state, b"s", &owner(), FlowKind::Embedded)
             .unwrap()
             .id()
     };
@@ -979,15 +1025,21 @@ async fn listing_and_rewrap_page_past_one_page_in_byte_order() {
         .collect();
     for account in &accounts {
         vault
-            .put(account, &ProviderId::Irs, &AccessToken::new("t"))
+            .put(&owner(), account, &ProviderId::Irs, &AccessToken::new("t"))
             .await
             .unwrap();
     }
     accounts.sort();
-    assert_eq!(store.list().await.unwrap(), accounts);
+    let keys: Vec<RecordKey> = accounts.iter().map(|a| key(a)).collect();
+    assert_eq!(store.list().await.unwrap(), keys);
     assert_eq!(store.count().await.unwrap(), accounts.len());
-    let page = store.list_page(Some(&accounts[999]), 1_000).await.unwrap();
-    assert_eq!(page, accounts[1_000..2_000]);
+    let page = store.list_page(Some(&keys[999]), 1_000).await.unwrap();
+    assert_eq!(page, keys[1_000..2_000]);
+    // One owner's listing is one indexed query, in the same order.
+    assert_eq!(
+        store.list_owner(owner().as_bytes()).await.unwrap(),
+        accounts
+    );
 
     let new = vault.update_keyring(|k| k.add_key()).unwrap();
     vault.update_keyring(|k| k.promote(new)).unwrap();
@@ -995,7 +1047,7 @@ async fn listing_and_rewrap_page_past_one_page_in_byte_order() {
     assert_eq!(report.rewrapped, accounts.len());
     assert!(
         vault
-            .list()
+            .list(&owner())
             .await
             .unwrap()
             .iter()
@@ -1011,4 +1063,19 @@ async fn a_disconnect_deletes_only_the_record_it_revoked_across_two_pools() {
     let other = PostgresStore::new(&db.pool());
     support::gate::a_reconnect_during_a_disconnect_keeps_its_token(&env, db.store().await, other)
         .await;
+}
+
+#[tokio::test]
+async fn another_owner_reaches_nothing_on_postgres() {
+    let db = TestDb::create().await;
+    let env = support::env().await;
+    support::owners::another_owner_reaches_nothing(&env, db.store().await).await;
+    let db = TestDb::create().await;
+    support::owners::a_record_moved_under_another_owner_does_not_unseal(db.store().await).await;
+}
+
+#[tokio::test]
+async fn legacy_records_move_to_v2_on_postgres() {
+    let db = TestDb::create().await;
+    support::owners::legacy_records_move_to_v2_under_the_named_owner(db.store().await).await;
 }

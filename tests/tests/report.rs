@@ -2,6 +2,7 @@
 //! each deliberately bad client, written as raw HTTP, fails exactly the check it breaks.
 
 mod support;
+use support::owner;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -47,8 +48,8 @@ async fn our_sdk_passes_every_check() {
         "{err:?}"
     );
     let dropped = kept.iter().next().unwrap().clone();
-    env.chart.introspect(&dropped).await.unwrap();
-    env.chart.disconnect(&dropped).await.unwrap();
+    env.chart.introspect(&owner(), &dropped).await.unwrap();
+    env.chart.disconnect(&owner(), &dropped).await.unwrap();
     kept.remove(&dropped);
 
     let report = env.mock.report(Some(&kept));

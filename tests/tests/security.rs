@@ -2,6 +2,7 @@
 //! records, the store directory, key ids, honest zeroizing and single-use retries.
 
 mod support;
+use support::{key, owner};
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
@@ -22,7 +23,12 @@ const CLIENT: &str = "client-x";
 async fn two_accounts<S: TokenStore>(vault: &Vault<S>) {
     for (account, token) in [("alice", "token-of-alice"), ("bob", "token-of-bob")] {
         vault
-            .put(account, &ProviderId::Irs, &AccessToken::new(token))
+            .put(
+                &owner(),
+                account,
+                &ProviderId::Irs,
+                &AccessToken::new(token),
+            )
             .await
             .unwrap();
     }
@@ -30,7 +36,7 @@ async fn two_accounts<S: TokenStore>(vault: &Vault<S>) {
 
 /// Whatever went wrong, bob's unseal must not hand out alice's token.
 async fn assert_bob_refused<S: TokenStore>(vault: &Vault<S>) -> Error {
-    match vault.unseal("bob").await {
+    match vault.unseal(&owner(), "bob").await {
         Ok(token) => panic!(
             "bob's record opened, as {:?}",
             if token.expose_secret() == "token-of-alice" {
@@ -49,7 +55,10 @@ async fn a_record_copied_over_another_accounts_file_never_opens() {
     let store = FileStore::open(dir.path()).unwrap();
     let vault = Vault::new(CLIENT, Keyring::generate(), store.clone());
     two_accounts(&vault).await;
-    let (alice, bob) = (store.record_path("alice"), store.record_path("bob"));
+    let (alice, bob) = (
+        store.record_path(&key("alice")),
+        store.record_path(&key("bob")),
+    );
 
     // As is: the store itself refuses a file that holds another account's record.
     std::fs::copy(&alice, &bob).unwrap();
@@ -68,9 +77,9 @@ async fn a_record_copied_over_another_accounts_file_never_opens() {
         ) || matches!(e, Error::Vault(VaultError::InRecord { source, .. })
                 if matches!(**source, VaultError::Store(StoreError::Corrupt { .. })))
     };
-    let e = vault.get("bob").await.unwrap_err();
+    let e = vault.get(&owner(), "bob").await.unwrap_err();
     assert!(corrupt(&e), "get refuses it too: {e:?}");
-    let e = vault.list().await.unwrap_err();
+    let e = vault.list(&owner()).await.unwrap_err();
     assert!(corrupt(&e), "and list: {e:?}");
     let e = vault.rewrap(|_, _| ()).await.unwrap_err();
     assert!(corrupt(&e), "and rewrap: {e:?}");
@@ -81,7 +90,11 @@ async fn a_record_copied_over_another_accounts_file_never_opens() {
     let err = assert_bob_refused(&vault).await;
     assert!(matches!(err, Error::Vault(VaultError::Tampered)), "{err:?}");
     assert_eq!(
-        vault.unseal("alice").await.unwrap().expose_secret(),
+        vault
+            .unseal(&owner(), "alice")
+            .await
+            .unwrap()
+            .expose_secret(),
         "token-of-alice"
     );
 }
@@ -90,7 +103,7 @@ async fn a_record_copied_over_another_accounts_file_never_opens() {
 async fn a_record_moved_within_a_memory_store_never_opens() {
     let vault = Vault::new(CLIENT, Keyring::generate(), MemoryStore::default());
     two_accounts(&vault).await;
-    let mut moved = vault.store().get("alice").await.unwrap().unwrap();
+    let mut moved = vault.store().get(&key("alice")).await.unwrap().unwrap();
     moved.account_id = "bob".into();
     vault.store().put(&moved, Expect::Any).await.unwrap();
     let err = assert_bob_refused(&vault).await;
@@ -102,19 +115,19 @@ async fn the_identity_comes_from_the_vaults_client_not_the_record() {
     let vault = Vault::new(CLIENT, Keyring::generate(), MemoryStore::default());
     two_accounts(&vault).await;
     // Another client's vault over the same store and keys refuses the records.
-    let mut record = vault.store().get("bob").await.unwrap().unwrap();
+    let mut record = vault.store().get(&key("bob")).await.unwrap().unwrap();
     record.client_id = "client-y".into();
     vault.store().put(&record, Expect::Any).await.unwrap();
     assert!(matches!(
-        vault.unseal("bob").await,
+        vault.unseal(&owner(), "bob").await,
         Err(Error::Vault(VaultError::Store(StoreError::Corrupt { .. })))
     ));
     // A provider edited in the record breaks the AAD.
-    let mut record = vault.store().get("alice").await.unwrap().unwrap();
+    let mut record = vault.store().get(&key("alice")).await.unwrap().unwrap();
     record.provider_id = "turbotax".into();
     vault.store().put(&record, Expect::Any).await.unwrap();
     assert!(matches!(
-        vault.unseal("alice").await,
+        vault.unseal(&owner(), "alice").await,
         Err(Error::Vault(VaultError::Tampered))
     ));
 }
@@ -123,12 +136,12 @@ async fn the_identity_comes_from_the_vaults_client_not_the_record() {
 async fn a_record_with_an_impossible_time_is_corrupt_not_a_panic() {
     let vault = Vault::new(CLIENT, Keyring::generate(), MemoryStore::default());
     two_accounts(&vault).await;
-    let mut record = vault.store().get("bob").await.unwrap().unwrap();
+    let mut record = vault.store().get(&key("bob")).await.unwrap().unwrap();
     record.stored_at = u64::MAX;
     vault.store().put(&record, Expect::Any).await.unwrap();
     for result in [
-        vault.get("bob").await.map(drop),
-        vault.list().await.map(drop),
+        vault.get(&owner(), "bob").await.map(drop),
+        vault.list(&owner()).await.map(drop),
     ] {
         assert!(
             matches!(
@@ -214,6 +227,7 @@ fn key_ids_never_wrap_onto_an_existing_key() {
     let mut ring = Keyring::from_key(KeyId(u32::MAX), &[7; 32]).unwrap();
     let id = chart_auth::vault::RecordIdentity {
         client_id: "c",
+        owner: b"owner-test-user",
         account_id: "a",
         provider_id: "irs",
     };

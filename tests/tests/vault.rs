@@ -2,6 +2,7 @@
 //! four-phase rotation, the file store's guarantees, and a model-based property test.
 
 mod support;
+use support::{key, owner};
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -10,25 +11,13 @@ use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::KeyInit;
 use chart_auth::fuzzing::{decrypt_detached, encrypt_detached};
 use chart_auth::vault::{
-    Expect, FileStore, KeyId, KeyStatus, Keyring, MemoryStore, RecordIdentity, StoredRecord,
-    TokenStore, Vault,
+    Expect, FileStore, KeyId, KeyStatus, Keyring, MemoryStore, RecordIdentity, RecordKey,
+    StoredRecord, TokenStore, Vault,
 };
 use chart_auth::{AccessToken, Error, ProviderId, StoreError, VaultError};
 use proptest::prelude::*;
 use sha2::Digest;
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-const ID: RecordIdentity<'static> = RecordIdentity {
-    client_id: "golden-client",
-    account_id: "golden-account",
-    provider_id: "turbotax",
-};
+use support::golden::{GOLDEN_7, GOLDEN_8, GOLDEN_V2_7, GOLDEN_V2_8, ID, ID_V2, golden_ring, hex};
 
 #[test]
 fn wycheproof_aes_256_gcm_96_bit_iv_vectors() {
@@ -85,16 +74,6 @@ fn wycheproof_aes_256_gcm_96_bit_iv_vectors() {
     );
 }
 
-/// Sealed once, with keys 7 (0x11 × 32) and 8 (0x22 × 32). They must open forever.
-const GOLDEN_7: &str = "01000000077288097bbe3a56db992cd45964acfff7c60d5ac7f0918ad188a7f8851b03a9e2421b9708b30278beca10ef542eece34368117929";
-const GOLDEN_8: &str = "0100000008433ce271aa4d17904adeb701bab92f7cc1f87003ae482ccd96e62b69745f9395702c26fbb339b5cd90d28bcb6d3af6b4926dc6f7";
-
-fn golden_ring() -> Keyring {
-    let mut ring = Keyring::from_key(KeyId(7), &[0x11; 32]).unwrap();
-    ring.add_key_bytes(KeyId(8), &[0x22; 32]).unwrap();
-    ring
-}
-
 #[test]
 fn golden_blobs_keep_opening() {
     let ring = golden_ring();
@@ -106,6 +85,17 @@ fn golden_blobs_keep_opening() {
         &ring.unseal(&ID, &hex(GOLDEN_8)).unwrap()[..],
         b"golden-token-under-key-8"
     );
+    assert_eq!(
+        &ring.unseal(&ID_V2, &hex(GOLDEN_V2_7)).unwrap()[..],
+        b"golden-v2-token-under-key-7"
+    );
+    assert_eq!(
+        &ring.unseal(&ID_V2, &hex(GOLDEN_V2_8)).unwrap()[..],
+        b"golden-v2-token-under-key-8"
+    );
+    // New seals are v2, 24-byte nonce: 1 + 4 + 24 + plaintext + 16 bytes.
+    let sealed = ring.seal(&ID_V2, b"t").unwrap();
+    assert_eq!((sealed[0], sealed.len()), (2, 1 + 4 + 24 + 1 + 16));
     // The keyring text format is frozen too.
     let text = "7 primary ERERERERERERERERERERERERERERERERERERERERERE=\n8 active IiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiI=\n";
     let parsed = Keyring::parse(text).unwrap();
@@ -118,25 +108,59 @@ fn golden_blobs_keep_opening() {
 #[test]
 fn every_flipped_bit_and_truncation_is_refused() {
     let ring = golden_ring();
-    let blob = hex(GOLDEN_7);
-    for bit in 0..blob.len() * 8 {
-        let mut bad = blob.clone();
-        bad[bit / 8] ^= 1 << (bit % 8);
-        let err = ring.unseal(&ID, &bad).unwrap_err();
+    for (id, blob) in [(ID, hex(GOLDEN_7)), (ID_V2, hex(GOLDEN_V2_7))] {
+        for bit in 0..blob.len() * 8 {
+            let mut bad = blob.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let err = ring.unseal(&id, &bad).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    VaultError::Tampered
+                        | VaultError::UnknownVersion(_)
+                        | VaultError::UnknownKey(_)
+                        | VaultError::Truncated(_)
+                ),
+                "bit {bit}: {err:?}"
+            );
+        }
+        for len in 0..blob.len() {
+            assert!(
+                ring.unseal(&id, &blob[..len]).is_err(),
+                "length {len} opened"
+            );
+        }
+    }
+}
+
+/// The owner is bound: a v2 record moved under another owner does not open, and a v1
+/// record (which binds no owner) opens for no owner at all, only as a legacy record.
+#[test]
+fn owners_are_bound_and_v1_records_belong_to_none() {
+    let ring = golden_ring();
+    for owner in [
+        &b"another-owner"[..],
+        b"",
+        b"golden-owne",
+        b"golden-owner\0",
+    ] {
+        let moved = RecordIdentity { owner, ..ID_V2 };
         assert!(
             matches!(
-                err,
-                VaultError::Tampered | VaultError::UnknownVersion(_) | VaultError::UnknownKey(_)
+                ring.unseal(&moved, &hex(GOLDEN_V2_7)),
+                Err(VaultError::Tampered)
             ),
-            "bit {bit}: {err:?}"
+            "{moved:?}"
         );
     }
-    for len in 0..blob.len() {
-        assert!(
-            ring.unseal(&ID, &blob[..len]).is_err(),
-            "length {len} opened"
-        );
-    }
+    let claimed = RecordIdentity {
+        owner: b"golden-owner",
+        ..ID
+    };
+    assert!(matches!(
+        ring.unseal(&claimed, &hex(GOLDEN_7)),
+        Err(VaultError::Tampered)
+    ));
 }
 
 #[test]
@@ -169,10 +193,17 @@ fn swapped_key_ids_and_moved_records_fail() {
         );
     }
     let mut unknown_version = blob.clone();
-    unknown_version[0] = 2;
+    unknown_version[0] = 3;
     assert!(matches!(
         ring.unseal(&ID, &unknown_version),
-        Err(VaultError::UnknownVersion(2))
+        Err(VaultError::UnknownVersion(3))
+    ));
+    // A v1 blob relabelled v2 is read as v2 and fails authentication.
+    let mut relabelled = blob.clone();
+    relabelled[0] = 2;
+    assert!(matches!(
+        ring.unseal(&ID, &relabelled),
+        Err(VaultError::Tampered)
     ));
     let mut unknown_key = blob;
     unknown_key[1..5].copy_from_slice(&99u32.to_be_bytes());
@@ -195,27 +226,27 @@ async fn tinks_four_phase_rotation() {
     // A blob sealed under the old key and kept aside, as a backup would keep it.
     let kept_aside = vault.with_keyring(|k| k.seal(&ID, b"backup")).unwrap();
     vault
-        .put("a1", &provider, &AccessToken::new("t1"))
+        .put(&owner(), "a1", &provider, &AccessToken::new("t1"))
         .await
         .unwrap();
 
     // 1. Add a key: it does not seal yet, and old records open.
     let new = vault.update_keyring(|k| k.add_key()).unwrap();
     let s2 = vault
-        .put("a2", &provider, &AccessToken::new("t2"))
+        .put(&owner(), "a2", &provider, &AccessToken::new("t2"))
         .await
         .unwrap();
     assert_eq!(s2.key_id(), old);
     // 2. Promote it: new records use it.
     vault.update_keyring(|k| k.promote(new)).unwrap();
     let s3 = vault
-        .put("a3", &provider, &AccessToken::new("t3"))
+        .put(&owner(), "a3", &provider, &AccessToken::new("t3"))
         .await
         .unwrap();
     assert_eq!(s3.key_id(), new);
     // 3. Both keys open.
     for (a, t) in [("a1", "t1"), ("a2", "t2"), ("a3", "t3")] {
-        assert_eq!(vault.unseal(a).await.unwrap().expose_secret(), t);
+        assert_eq!(vault.unseal(&owner(), a).await.unwrap().expose_secret(), t);
     }
     let report = vault.rewrap(|_, _| {}).await.unwrap();
     assert_eq!(
@@ -225,8 +256,8 @@ async fn tinks_four_phase_rotation() {
     // 4. Retire the old key: everything still opens, because everything was rewrapped.
     vault.update_keyring(|k| k.retire(old)).unwrap();
     for (a, t) in [("a1", "t1"), ("a2", "t2"), ("a3", "t3")] {
-        assert_eq!(vault.unseal(a).await.unwrap().expose_secret(), t);
-        assert_eq!(vault.get(a).await.unwrap().unwrap().key_id(), new);
+        assert_eq!(vault.unseal(&owner(), a).await.unwrap().expose_secret(), t);
+        assert_eq!(vault.get(&owner(), a).await.unwrap().unwrap().key_id(), new);
     }
     // A blob still under the retired key is refused, before any decryption; it opens
     // again once the key is activated.
@@ -260,10 +291,15 @@ async fn file_store_is_private_durable_and_reports_corruption() {
     let vault = Vault::new("c", Keyring::generate(), store.clone());
     let token = "plaintext-token-4f1c9a";
     vault
-        .put("acct/../1", &ProviderId::TurboTax, &AccessToken::new(token))
+        .put(
+            &owner(),
+            "acct/../1",
+            &ProviderId::TurboTax,
+            &AccessToken::new(token),
+        )
         .await
         .unwrap();
-    let path = store.record_path("acct/../1");
+    let path = store.record_path(&key("acct/../1"));
     assert_eq!(
         path.parent(),
         Some(store.dir()),
@@ -284,16 +320,16 @@ async fn file_store_is_private_durable_and_reports_corruption() {
             "plaintext on disk"
         );
     }
-    assert_eq!(store.list().await.unwrap(), ["acct/../1"]);
+    assert_eq!(store.list().await.unwrap(), [key("acct/../1")]);
 
     // A torn or corrupt file is reported, never dropped silently.
-    std::fs::write(store.record_path("broken"), b"{\"version\": 1, \"acc").unwrap();
+    std::fs::write(store.record_path(&key("broken")), b"{\"version\": 1, \"acc").unwrap();
     assert!(matches!(
-        store.get("broken").await,
+        store.get(&key("broken")).await,
         Err(StoreError::Corrupt { .. })
     ));
     assert!(matches!(
-        vault.list().await,
+        vault.list(&owner()).await,
         Err(Error::Vault(VaultError::Store(StoreError::Corrupt { .. })))
     ));
 
@@ -309,10 +345,10 @@ async fn compare_and_swap_refuses_stale_writes() {
         let store = store.downcast::<MemoryStore>().unwrap();
         let vault = Vault::new("c", Keyring::generate(), *store);
         vault
-            .put("a", &ProviderId::Irs, &AccessToken::new("t"))
+            .put(&owner(), "a", &ProviderId::Irs, &AccessToken::new("t"))
             .await
             .unwrap();
-        let mut record = vault.store().get("a").await.unwrap().unwrap();
+        let mut record = vault.store().get(&key("a")).await.unwrap().unwrap();
         assert_eq!(record.version, 1);
         record.version = 0;
         assert_eq!(
@@ -336,10 +372,10 @@ async fn compare_and_swap_refuses_stale_writes() {
     let store = FileStore::open(dir.path()).unwrap();
     let vault = Vault::new("c", Keyring::generate(), store.clone());
     vault
-        .put("a", &ProviderId::Irs, &AccessToken::new("t"))
+        .put(&owner(), "a", &ProviderId::Irs, &AccessToken::new("t"))
         .await
         .unwrap();
-    let record = store.get("a").await.unwrap().unwrap();
+    let record = store.get(&key("a")).await.unwrap().unwrap();
     // Many concurrent writers expecting version 1: exactly one wins.
     let results = futures_join(16, |_| {
         let (store, record) = (store.clone(), record.clone());
@@ -494,12 +530,12 @@ proptest! {
                 match op {
                     Op::Put(a, t) => {
                         let token = format!("token-{t}");
-                        let stored = vault.put(&account(a), &ProviderId::Irs, &AccessToken::new(token.as_str())).await.unwrap();
+                        let stored = vault.put(&owner(), &account(a), &ProviderId::Irs, &AccessToken::new(token.as_str())).await.unwrap();
                         assert_eq!(stored.key_id(), KeyId(model.primary));
                         model.records.insert(account(a), (token, model.primary));
                     }
                     Op::Open(a) => {
-                        let got = vault.unseal(&account(a)).await;
+                        let got = vault.unseal(&owner(), &account(a)).await;
                         match model.records.get(&account(a)) {
                             None => assert!(matches!(got, Err(Error::Vault(VaultError::NotFound)))),
                             Some((_, k)) if model.keys[k] == KeyStatus::Retired => {
@@ -509,7 +545,7 @@ proptest! {
                         }
                     }
                     Op::Delete(a) => {
-                        assert_eq!(vault.delete(&account(a)).await.unwrap(), model.records.remove(&account(a)).is_some());
+                        assert_eq!(vault.delete(&owner(), &account(a)).await.unwrap(), model.records.remove(&account(a)).is_some());
                     }
                     Op::AddKey => {
                         let id = vault.update_keyring(|k| k.add_key()).unwrap();
@@ -577,7 +613,7 @@ proptest! {
                     }
                 }
                 let listed: Vec<(String, u32)> = vault
-                    .list()
+                    .list(&owner())
                     .await
                     .unwrap()
                     .iter()
@@ -623,8 +659,8 @@ struct RacingStore {
 }
 
 impl TokenStore for RacingStore {
-    async fn get(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
-        self.inner.get(account_id).await
+    async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
+        self.inner.get(key).await
     }
     async fn put(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
         if record.account_id == self.victim
@@ -632,15 +668,15 @@ impl TokenStore for RacingStore {
             && !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst)
         {
             // Another instance writes this account first.
-            let current = self.inner.get(self.victim).await?.unwrap();
+            let current = self.inner.get(&record.key()).await?.unwrap();
             self.inner.put(&current, Expect::Any).await?;
         }
         self.inner.put(record, expect).await
     }
-    async fn delete(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
-        self.inner.delete(account_id, expect).await
+    async fn delete(&self, key: &RecordKey, expect: Expect) -> Result<bool, StoreError> {
+        self.inner.delete(key, expect).await
     }
-    async fn list(&self) -> Result<Vec<String>, StoreError> {
+    async fn list(&self) -> Result<Vec<RecordKey>, StoreError> {
         self.inner.list().await
     }
 }
@@ -655,7 +691,12 @@ async fn rewrap_counts_records_that_changed_meanwhile_and_leaves_them() {
     let vault = Vault::new("c", Keyring::generate(), store.clone());
     for a in ["a", "b", "c"] {
         vault
-            .put(a, &ProviderId::Irs, &AccessToken::new(format!("t-{a}")))
+            .put(
+                &owner(),
+                a,
+                &ProviderId::Irs,
+                &AccessToken::new(format!("t-{a}")),
+            )
             .await
             .unwrap();
     }
@@ -672,8 +713,14 @@ async fn rewrap_counts_records_that_changed_meanwhile_and_leaves_them() {
     );
     assert_eq!(progress, [(0, 3), (1, 3), (2, 3), (3, 3)]);
     // The raced record is left as the other writer wrote it, and still opens.
-    assert_ne!(vault.get("b").await.unwrap().unwrap().key_id(), new);
-    assert_eq!(vault.unseal("b").await.unwrap().expose_secret(), "t-b");
+    assert_ne!(
+        vault.get(&owner(), "b").await.unwrap().unwrap().key_id(),
+        new
+    );
+    assert_eq!(
+        vault.unseal(&owner(), "b").await.unwrap().expose_secret(),
+        "t-b"
+    );
 }
 
 #[tokio::test]
@@ -683,12 +730,14 @@ async fn store_edges_absent_versions_stray_names_and_non_utf8_plaintext() {
     let ring = Keyring::generate();
     let id = RecordIdentity {
         client_id: "c",
+        owner: support::OWNER.as_bytes(),
         account_id: "acct",
         provider_id: "irs",
     };
     let record = StoredRecord {
         version: 0,
         client_id: "c".into(),
+        owner: support::OWNER.as_bytes().to_vec(),
         account_id: "acct".into(),
         provider_id: "irs".into(),
         stored_at: 1_700_000_000,
@@ -703,27 +752,32 @@ async fn store_edges_absent_versions_stray_names_and_non_utf8_plaintext() {
     ));
     // Delete with a version check: a stale version is refused, the current one deletes.
     assert!(matches!(
-        store.delete("acct", Expect::Version(7)).await,
+        store.delete(&key("acct"), Expect::Version(7)).await,
         Err(StoreError::Conflict)
     ));
     let vault = Vault::new("c", ring, store.clone());
-    let err = vault.unseal("acct").await.unwrap_err();
+    let err = vault.unseal(&owner(), "acct").await.unwrap_err();
     assert!(
         matches!(err, Error::Vault(VaultError::Tampered)),
         "a non-UTF-8 token is refused as tampered, never a panic: {err:?}"
     );
-    assert!(store.delete("acct", Expect::Version(1)).await.unwrap());
-    assert!(!store.delete("acct", Expect::Any).await.unwrap());
+    assert!(
+        store
+            .delete(&key("acct"), Expect::Version(1))
+            .await
+            .unwrap()
+    );
+    assert!(!store.delete(&key("acct"), Expect::Any).await.unwrap());
 
     // Stray names: files that are not records are ignored; a record file whose name
     // is not an encoded account is reported, never skipped in silence.
     vault
-        .put("kept", &ProviderId::Irs, &AccessToken::new("t"))
+        .put(&owner(), "kept", &ProviderId::Irs, &AccessToken::new("t"))
         .await
         .unwrap();
     std::fs::write(dir.path().join("README"), "notes").unwrap();
     std::fs::write(dir.path().join(".hidden.json"), "{}").unwrap();
-    assert_eq!(store.list().await.unwrap(), ["kept"]);
+    assert_eq!(store.list().await.unwrap(), [key("kept")]);
     std::fs::write(dir.path().join("not-hex.json"), "{}").unwrap();
     assert!(matches!(
         store.list().await,
@@ -740,21 +794,21 @@ struct MisfilingStore {
 }
 
 impl TokenStore for MisfilingStore {
-    async fn get(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
-        let wanted = if account_id == self.asked {
-            self.answered
+    async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
+        let wanted = if key.account_id == self.asked {
+            RecordKey::new(&key.owner, self.answered)
         } else {
-            account_id
+            key.clone()
         };
-        self.inner.get(wanted).await
+        self.inner.get(&wanted).await
     }
     async fn put(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
         self.inner.put(record, expect).await
     }
-    async fn delete(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
-        self.inner.delete(account_id, expect).await
+    async fn delete(&self, key: &RecordKey, expect: Expect) -> Result<bool, StoreError> {
+        self.inner.delete(key, expect).await
     }
-    async fn list(&self) -> Result<Vec<String>, StoreError> {
+    async fn list(&self) -> Result<Vec<RecordKey>, StoreError> {
         self.inner.list().await
     }
 }
@@ -777,16 +831,21 @@ async fn get_list_and_unseal_refuse_a_record_filed_under_another_account() {
     let vault = Vault::new("c", Keyring::generate(), store);
     for account in ["victim", "attacker"] {
         vault
-            .put(account, &ProviderId::Irs, &AccessToken::new("t"))
+            .put(&owner(), account, &ProviderId::Irs, &AccessToken::new("t"))
             .await
             .unwrap();
     }
-    corrupt_because(vault.get("victim").await, "another account");
-    corrupt_because(vault.list().await, "another account");
-    corrupt_because(vault.unseal("victim").await, "another account");
+    corrupt_because(vault.get(&owner(), "victim").await, "another account");
+    corrupt_because(vault.list(&owner()).await, "another account");
+    corrupt_because(vault.unseal(&owner(), "victim").await, "another account");
     // The honest answer still reads.
     assert_eq!(
-        vault.get("attacker").await.unwrap().unwrap().account_id(),
+        vault
+            .get(&owner(), "attacker")
+            .await
+            .unwrap()
+            .unwrap()
+            .account_id(),
         "attacker"
     );
 }
@@ -797,13 +856,18 @@ async fn a_store_shared_with_another_client_is_refused_by_name() {
     let store = FileStore::open(dir.path()).unwrap();
     let ring = golden_ring();
     let mine = Vault::new("client-a", ring, store.clone());
-    mine.put("acct", &ProviderId::TurboTax, &AccessToken::new("t-a"))
-        .await
-        .unwrap();
+    mine.put(
+        &owner(),
+        "acct",
+        &ProviderId::TurboTax,
+        &AccessToken::new("t-a"),
+    )
+    .await
+    .unwrap();
     let theirs = Vault::new("client-b", golden_ring(), store);
-    corrupt_because(theirs.get("acct").await, "another client");
-    corrupt_because(theirs.list().await, "another client");
-    corrupt_because(theirs.unseal("acct").await, "another client");
+    corrupt_because(theirs.get(&owner(), "acct").await, "another client");
+    corrupt_because(theirs.list(&owner()).await, "another client");
+    corrupt_because(theirs.unseal(&owner(), "acct").await, "another client");
     match theirs.rewrap(|_, _| {}).await {
         Err(Error::Vault(VaultError::InRecord { account_id, source })) => {
             assert_eq!(account_id, "acct");
@@ -811,7 +875,10 @@ async fn a_store_shared_with_another_client_is_refused_by_name() {
         }
         other => panic!("rewrap must refuse another client's record: {other:?}"),
     }
-    assert_eq!(mine.unseal("acct").await.unwrap().expose_secret(), "t-a");
+    assert_eq!(
+        mine.unseal(&owner(), "acct").await.unwrap().expose_secret(),
+        "t-a"
+    );
 }
 
 #[tokio::test]
@@ -819,11 +886,11 @@ async fn a_record_remembers_when_it_was_stored() {
     let vault = Vault::new("c", Keyring::generate(), MemoryStore::default());
     let before = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
     let put = vault
-        .put("acct", &ProviderId::Irs, &AccessToken::new("t"))
+        .put(&owner(), "acct", &ProviderId::Irs, &AccessToken::new("t"))
         .await
         .unwrap();
     let after = std::time::SystemTime::now();
-    let got = vault.get("acct").await.unwrap().unwrap();
+    let got = vault.get(&owner(), "acct").await.unwrap().unwrap();
     for at in [put.stored_at(), got.stored_at()] {
         assert!(before <= at && at <= after, "stored_at {at:?}");
     }
@@ -839,6 +906,7 @@ async fn rewrap_walks_every_page() {
     for n in 0..RECORDS {
         vault
             .put(
+                &owner(),
                 &format!("acct-{n:05}"),
                 &ProviderId::Irs,
                 &AccessToken::new(format!("t-{n}")),
@@ -858,31 +926,41 @@ async fn rewrap_walks_every_page() {
         (RECORDS, 0, 0)
     );
     assert_eq!(last, (RECORDS, RECORDS));
-    let listed = vault.list().await.unwrap();
+    let listed = vault.list(&owner()).await.unwrap();
     assert_eq!(listed.len(), RECORDS);
     assert!(listed.iter().all(|a| a.key_id() == new));
     assert_eq!(
-        vault.unseal("acct-01200").await.unwrap().expose_secret(),
+        vault
+            .unseal(&owner(), "acct-01200")
+            .await
+            .unwrap()
+            .expose_secret(),
         "t-1200"
     );
 }
 
-/// The shortest sealed blob is a header and a tag around an empty ciphertext (33 bytes):
-/// its key id reads; one byte less is truncated.
+/// The shortest sealed blob is a header and a tag around an empty ciphertext: 33 bytes
+/// in v1, 45 in v2. Its key id reads; one byte less is truncated.
 #[test]
 fn the_shortest_blob_reads_and_one_byte_less_is_truncated() {
-    let mut blob = vec![1, 0, 0, 0, 9];
-    blob.resize(1 + 4 + 12 + 16, 0);
-    assert_eq!(chart_auth::vault::sealed_key_id(&blob).unwrap(), KeyId(9));
-    blob.pop();
+    for (version, shortest) in [(1u8, 1 + 4 + 12 + 16), (2, 1 + 4 + 24 + 16)] {
+        let mut blob = vec![version, 0, 0, 0, 9];
+        blob.resize(shortest, 0);
+        assert_eq!(chart_auth::vault::sealed_key_id(&blob).unwrap(), KeyId(9));
+        blob.pop();
+        assert!(matches!(
+            chart_auth::vault::sealed_key_id(&blob),
+            Err(VaultError::Truncated(n)) if n == shortest - 1
+        ));
+    }
     assert!(matches!(
-        chart_auth::vault::sealed_key_id(&blob),
-        Err(VaultError::Truncated(32))
+        chart_auth::vault::sealed_key_id(&[]),
+        Err(VaultError::Truncated(0))
     ));
     let ring = golden_ring();
-    let empty = ring.seal(&ID, b"").unwrap();
-    assert_eq!(empty.len(), 33);
-    assert!(ring.unseal(&ID, &empty).unwrap().is_empty());
+    let empty = ring.seal(&ID_V2, b"").unwrap();
+    assert_eq!(empty.len(), 45);
+    assert!(ring.unseal(&ID_V2, &empty).unwrap().is_empty());
 }
 
 /// Deleting says whether there was a record, and the record is gone, in every store.
@@ -893,12 +971,21 @@ async fn delete_says_whether_a_record_was_there() {
     async fn check<S: TokenStore>(store: S) {
         let vault = Vault::new("c", Keyring::generate(), store);
         vault
-            .put("acct", &ProviderId::Irs, &AccessToken::new("t"))
+            .put(&owner(), "acct", &ProviderId::Irs, &AccessToken::new("t"))
             .await
             .unwrap();
-        assert!(vault.delete("acct").await.unwrap(), "there was a record");
-        assert!(vault.get("acct").await.unwrap().is_none(), "and it is gone");
-        assert!(!vault.delete("acct").await.unwrap(), "there is none now");
+        assert!(
+            vault.delete(&owner(), "acct").await.unwrap(),
+            "there was a record"
+        );
+        assert!(
+            vault.get(&owner(), "acct").await.unwrap().is_none(),
+            "and it is gone"
+        );
+        assert!(
+            !vault.delete(&owner(), "acct").await.unwrap(),
+            "there is none now"
+        );
     }
     check(MemoryStore::default()).await;
     check(file).await;

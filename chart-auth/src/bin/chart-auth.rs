@@ -31,9 +31,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use chart_auth::Owner;
 use chart_auth::vault::{
-    FileStore, FileStoreOptions, KeyId, KeySource, KeyStatus, Keyring, Plaintext, TokenStore,
-    Vault, sealed_key_id,
+    FileStore, FileStoreOptions, KeyId, KeySource, KeyStatus, Keyring, Plaintext, RecordKey,
+    TokenStore, Vault, sealed_key_id,
 };
 use clap::{Parser, Subcommand};
 
@@ -135,7 +136,9 @@ enum Command {
         #[command(subcommand)]
         action: KeyringAction,
     },
-    /// Re-seal every record under the primary key, without revealing plaintext.
+    /// Re-seal every record under the primary key and format v2, without revealing
+    /// plaintext. Records from before owners existed keep no owner unless --owner or
+    /// --owner-map gives them one.
     Rewrap {
         /// The keyring file.
         #[arg(long, env = "CHART_KEYRING_FILE")]
@@ -146,6 +149,14 @@ enum Command {
         /// The OAuth client id the tokens were issued to (part of what seals them).
         #[arg(long, env = "CHART_CLIENT_ID")]
         client_id: String,
+        /// Give every record without an owner this owner (one user or tenant has them all).
+        #[arg(long, conflicts_with = "owner_map")]
+        owner: Option<String>,
+        /// Give records without an owner the owner this file names for their account: one
+        /// `ACCOUNT_ID OWNER` pair per line (from your own table of who connected what);
+        /// `#` starts a comment. Accounts it does not name keep no owner.
+        #[arg(long)]
+        owner_map: Option<PathBuf>,
     },
     /// Manage the key-encryption key in the HSM (feature `pkcs11`).
     #[cfg(feature = "pkcs11")]
@@ -308,18 +319,51 @@ fn existing_store(dir: &Path) -> Result<FileStore> {
     Ok(FileStore::open_with(dir, FileStoreOptions::default())?)
 }
 
-/// How many records each key seals.
-async fn count_by_key(store: &FileStore) -> Result<BTreeMap<KeyId, Vec<String>>> {
-    let mut by_key: BTreeMap<KeyId, Vec<String>> = BTreeMap::new();
-    for account in store.list().await? {
-        if let Some(record) = store.get(&account).await? {
+/// Which records each key seals.
+async fn count_by_key(store: &FileStore) -> Result<BTreeMap<KeyId, Vec<RecordKey>>> {
+    let mut by_key: BTreeMap<KeyId, Vec<RecordKey>> = BTreeMap::new();
+    for key in store.list().await? {
+        if let Some(record) = store.get(&key).await? {
             by_key
                 .entry(sealed_key_id(&record.sealed)?)
                 .or_default()
-                .push(account);
+                .push(key);
         }
     }
     Ok(by_key)
+}
+
+/// Which owner a record from before owners existed gets, by its account.
+type OwnerOf = Box<dyn Fn(&str) -> Option<Owner>>;
+
+/// The owners `rewrap` gives to records without one: `--owner`, or `--owner-map`'s
+/// `ACCOUNT_ID OWNER` lines.
+fn legacy_owners(owner: Option<String>, owner_map: Option<&Path>) -> Result<OwnerOf> {
+    if let Some(owner) = owner {
+        let owner = Owner::new(&owner).map_err(|e| format!("--owner: {e}"))?;
+        return Ok(Box::new(move |_| Some(owner.clone())));
+    }
+    let Some(path) = owner_map else {
+        return Ok(Box::new(|_| None));
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the owner map {}: {e}", path.display()))?;
+    let mut map = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = |what: &str| format!("{} line {}: {what}", path.display(), n + 1);
+        let (account, owner) = line
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| at("expected `ACCOUNT_ID OWNER`"))?;
+        let owner = Owner::new(owner.trim()).map_err(|e| at(&e.to_string()))?;
+        if map.insert(account.to_owned(), owner).is_some() {
+            return Err(at("this account is named twice").into());
+        }
+    }
+    Ok(Box::new(move |account| map.get(account).cloned()))
 }
 
 async fn run(cli: Cli, source: Arc<dyn KeySource>) -> Result<()> {
@@ -465,7 +509,10 @@ async fn run(cli: Cli, source: Arc<dyn KeySource>) -> Result<()> {
             keyring,
             store,
             client_id,
+            owner,
+            owner_map,
         } => {
+            let owner_of = legacy_owners(owner, owner_map.as_deref())?;
             let vault = Vault::new(
                 client_id,
                 Keyring::load_with(&keyring, source)?,
@@ -479,7 +526,7 @@ async fn run(cli: Cli, source: Arc<dyn KeySource>) -> Result<()> {
                 .progress_chars("=> "),
             );
             let report = vault
-                .rewrap(|done, total| {
+                .rewrap_with(owner_of, |done, total| {
                     bar.set_length(total as u64);
                     bar.set_position(done as u64);
                 })
@@ -494,6 +541,13 @@ async fn run(cli: Cli, source: Arc<dyn KeySource>) -> Result<()> {
                 report.unchanged,
                 report.raced
             );
+            if report.unowned > 0 {
+                println!(
+                    "{} record(s) from before owners existed still have none, so no user can read them: \
+                     give them owners with --owner-map FILE (ACCOUNT_ID OWNER per line) or --owner OWNER",
+                    report.unowned
+                );
+            }
         }
         Command::Inspect {
             keyring,
@@ -533,7 +587,7 @@ async fn inspect(
     let total: usize = by_key.values().map(Vec::len).sum();
     let vault = client_id.map(|id| Vault::new(id, ring, store));
     println!("{:>8}  {:<8}  records", "key id", "status");
-    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut failed: Vec<(RecordKey, String)> = Vec::new();
     for (id, status) in statuses {
         let accounts = by_key.remove(&id).unwrap_or_default();
         println!(
@@ -543,9 +597,9 @@ async fn inspect(
             accounts.len()
         );
         if let Some(vault) = &vault {
-            for account in accounts.iter().take(INSPECT_SAMPLE) {
-                if let Err(e) = vault.unseal(account).await {
-                    failed.push((account.clone(), e.to_string()));
+            for key in accounts.iter().take(INSPECT_SAMPLE) {
+                if let Err(e) = vault.check_record(key).await {
+                    failed.push((key.clone(), e.to_string()));
                 }
             }
         }
@@ -563,8 +617,8 @@ async fn inspect(
         println!("(give --client-id or CHART_CLIENT_ID to check that records unseal)");
     }
     if !failed.is_empty() {
-        for (account, error) in &failed {
-            eprintln!("record {account:?} does not unseal: {error}");
+        for (key, error) in &failed {
+            eprintln!("record {:?} does not unseal: {error}", key.account_id);
         }
         return Err(format!(
             "{} sampled record(s) do not unseal: most likely this is the wrong keyring \

@@ -1,12 +1,19 @@
-//! The keyring: AES-256-GCM keys with 32-bit ids, one of them primary, and the text
-//! format they are saved in.
+//! The keyring: 256-bit keys with 32-bit ids, one of them primary, and the text format
+//! they are saved in.
 //!
 //! # Nonce budget
-//! Nonces are random and 96 bits long. NIST SP 800-38D allows at most 2^32 seals per
-//! key with random nonces. Each key counts its seals in this process and refuses to
-//! seal past [`Keyring::DEFAULT_SEAL_LIMIT`] (2^31, half the budget), asking for a
-//! rotation; [`Keyring::seals`] lets you alert well before. Rotate keys at least yearly,
-//! and whenever `inspect` shows a key near the limit.
+//! New records are sealed in format v2, XAES-256-GCM (C2SP): each seal draws a random
+//! 192-bit nonce, whose first 96 bits derive a fresh AES-256-GCM subkey from the key.
+//! Two seals collide only if all 192 bits repeat, which after q seals under one key has
+//! a probability of about q²/2¹⁹³: 2⁻³³ at q = 2⁸⁰. (Plain AES-GCM with random 96-bit
+//! nonces allows 2³² seals per key, NIST SP 800-38D; that was format v1's limit, and it
+//! depended on how many processes sealed.)
+//!
+//! Each key counts its seals in this process and refuses to seal past
+//! [`Keyring::DEFAULT_SEAL_LIMIT`] (2⁴⁸). The fleet-wide bound is then the number of
+//! process lifetimes that seal under one key times 2⁴⁸: it stays under 2⁸⁰ for up to 2³²
+//! process starts, far beyond any key's life. [`Keyring::seals`] shows the count; rotate
+//! keys at least yearly anyway.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,12 +28,13 @@ use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::KeyInit;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use xaes_256_gcm::Xaes256Gcm;
 use zeroize::Zeroizing;
 
 use super::key_source::{
     DATA_KEY_LEN as KEY_LEN, DataKey, KeySource, PLAINTEXT, Plaintext, shown_scheme,
 };
-use super::seal::{self, RecordIdentity, sealed_key_id};
+use super::seal::{self, KeyCiphers, RecordIdentity, sealed_key_id};
 use super::store::write_atomic;
 use crate::error::{KeySourceError, VaultError};
 use crate::ids::KeyId;
@@ -69,19 +77,19 @@ impl KeyStatus {
 
 struct KeyEntry {
     material: Zeroizing<[u8; KEY_LEN]>,
-    cipher: Aes256Gcm,
+    ciphers: KeyCiphers,
     status: KeyStatus,
     seals: AtomicU64,
 }
 
 /// A set of AES-256-GCM keys, one of them primary.
 ///
-/// One cipher instance is kept per key (its round keys zeroize on drop).
+/// Cipher instances are kept per key (their round keys zeroize on drop).
 ///
 /// ```
 /// use chart_auth::vault::{Keyring, RecordIdentity};
 /// let mut ring = Keyring::generate();
-/// let id = RecordIdentity { client_id: "c", account_id: "a", provider_id: "irs" };
+/// let id = RecordIdentity { client_id: "c", owner: b"user-1", account_id: "a", provider_id: "irs" };
 /// let sealed = ring.seal(&id, b"token")?;
 /// let new_key = ring.add_key()?;
 /// ring.promote(new_key)?;
@@ -112,14 +120,17 @@ impl fmt::Debug for Keyring {
 }
 
 impl Keyring {
-    /// Seals allowed per key in one process: half of NIST's 2^32 random-nonce budget.
-    pub const DEFAULT_SEAL_LIMIT: u64 = 1 << 31;
+    /// Seals allowed per key in one process: 2⁴⁸ (see the module docs on the budget).
+    pub const DEFAULT_SEAL_LIMIT: u64 = 1 << 48;
 
     fn entry(material: DataKey, status: KeyStatus) -> KeyEntry {
-        let cipher = Aes256Gcm::new_from_slice(material.as_ref()).expect("32-byte key");
+        let ciphers = KeyCiphers {
+            v2: Xaes256Gcm::new_from_slice(material.as_ref()).expect("32-byte key"),
+            v1: Aes256Gcm::new_from_slice(material.as_ref()).expect("32-byte key"),
+        };
         KeyEntry {
             material,
-            cipher,
+            ciphers,
             status,
             seals: AtomicU64::new(0),
         }
@@ -475,7 +486,7 @@ impl Keyring {
                 (n < self.seal_limit).then_some(n + 1)
             })
             .map_err(|_| VaultError::NonceBudgetExhausted(id))?;
-        seal::seal(&key.cipher, id, identity, plaintext)
+        seal::seal(&key.ciphers, id, identity, plaintext)
     }
 
     /// Unseals a blob bound to `identity` into a zeroizing buffer. Unknown versions and
@@ -490,7 +501,7 @@ impl Keyring {
         if key.status == KeyStatus::Retired {
             return Err(VaultError::KeyRetired(id));
         }
-        seal::unseal(&key.cipher, identity, sealed)
+        seal::unseal(&key.ciphers, identity, sealed)
     }
 }
 

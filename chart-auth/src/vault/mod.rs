@@ -6,20 +6,31 @@
 //! format and its AAD, [`Keyring`] holds the keys, and [`Vault`] joins a keyring and a
 //! store.
 //!
-//! # Sealed format (frozen)
+//! # Sealed formats (frozen)
 //! ```text
-//! version(1) = 0x01 ‖ key_id(4, big endian) ‖ nonce(12) ‖ ciphertext ‖ tag(16)
+//! v2 (written): version(1) = 0x02 ‖ key_id(4, big endian) ‖ nonce(24) ‖ ciphertext ‖ tag(16)
+//! v1 (read):    version(1) = 0x01 ‖ key_id(4, big endian) ‖ nonce(12) ‖ ciphertext ‖ tag(16)
 //! ```
-//! The AAD is `"chart-auth/vault/v1" ‖ version ‖ key_id` followed by the client id, the
-//! account id and the provider id, each prefixed by its 4-byte length, so a sealed
-//! token moved onto another record fails to unseal. Unknown versions and key ids are
-//! refused before any decryption is tried.
+//! v2 is XAES-256-GCM (C2SP): every record gets a fresh AES-256-GCM subkey, derived
+//! from the keyring key and the first half of its random 192-bit nonce. Its AAD is
+//! `"chart-auth/vault/v2" ‖ version ‖ key_id` followed by the client id, the owner,
+//! the account id and the provider id, each prefixed by its 4-byte length, so a sealed
+//! token moved onto another record, or under another owner, fails to unseal. Unknown
+//! versions and key ids are refused before any decryption is tried.
+//!
+//! # Owners
+//! Every record belongs to an [`Owner`]: the application's user or tenant. Every read
+//! asks for (owner, account); an account asked for under another owner is
+//! [`VaultError::NotFound`], whatever a file or row claims, because the store files
+//! records under both and the AAD binds both.
+//!
+//! Records written before owners existed (format v1) belong to no owner and open for
+//! no application call. [`Vault::rewrap_with`] gives each an owner, which the operator
+//! names (the CLI's `rewrap --owner` or `--owner-map`), and moves it to v2.
 //!
 //! # Nonce budget
-//! Nonces are random and 96 bits long. NIST SP 800-38D allows at most 2^32 seals per
-//! key with random nonces. Each key counts its seals in this process and refuses to
-//! seal past [`Keyring::DEFAULT_SEAL_LIMIT`] (2^31, half the budget), asking for a
-//! rotation; [`Keyring::seals`] lets you alert well before.
+//! See [`Keyring`]: about 2⁸⁰ seals per key for v2 (2⁻³³ collision risk), enforced as
+//! [`Keyring::DEFAULT_SEAL_LIMIT`] (2⁴⁸) seals per key and process.
 //!
 //! # Rotation
 //! [`Keyring::add_key`], then [`Keyring::promote`] (new seals use it, old records still
@@ -31,7 +42,7 @@ use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, StoreError, VaultError};
-use crate::ids::ProviderId;
+use crate::ids::{Owner, ProviderId};
 use crate::secret::AccessToken;
 
 // Bottom up: records at rest, the sealed format, the keys.
@@ -51,14 +62,17 @@ pub use key_source::{
     WrapMechanism,
 };
 pub use keyring::{KeyStatus, Keyring};
-pub use seal::{FORMAT_VERSION, RecordIdentity, sealed_key_id};
-pub use store::{Expect, FileStore, FileStoreOptions, MemoryStore, StoredRecord, TokenStore};
+pub use seal::{FORMAT_V1, FORMAT_VERSION, RecordIdentity, sealed_key_id, sealed_version};
+pub use store::{
+    Expect, FileStore, FileStoreOptions, MemoryStore, RecordKey, StoredRecord, TokenStore,
+};
 #[cfg(feature = "postgres")]
 pub use store::{PostgresPool, PostgresStore};
 
 /// What the vault knows of a stored account: everything but the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredAccount {
+    owner: Owner,
     account_id: String,
     provider_id: ProviderId,
     key_id: KeyId,
@@ -66,6 +80,11 @@ pub struct StoredAccount {
 }
 
 impl StoredAccount {
+    /// Whose account it is.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
     /// The connected account.
     pub fn account_id(&self) -> &str {
         &self.account_id
@@ -86,20 +105,20 @@ impl StoredAccount {
         self.stored_at
     }
 
-    /// Reads the metadata of a record fetched for `account_id` by the vault of
-    /// `client_id`. Records are untrusted input: a record filed under another account
-    /// or client, a bad header or an impossible time is [`StoreError::Corrupt`], never a
-    /// panic.
+    /// Reads the metadata of a record fetched under `key` by the vault of `client_id`.
+    /// Records are untrusted input: a record filed under another key or client, a bad
+    /// header or an impossible time is [`StoreError::Corrupt`], never a panic.
     fn of_record(
         client_id: &str,
-        account_id: &str,
+        key: &RecordKey,
         record: &StoredRecord,
     ) -> Result<Self, VaultError> {
-        check_filed_under(client_id, account_id, record)?;
+        check_filed_under(client_id, key, record)?;
         let stored_at = UNIX_EPOCH
             .checked_add(Duration::from_secs(record.stored_at))
-            .ok_or_else(|| corrupt(account_id, "the stored_at time is out of range"))?;
+            .ok_or_else(|| corrupt(&key.account_id, "the stored_at time is out of range"))?;
         Ok(Self {
+            owner: Owner::from_stored(record.owner.clone()),
             account_id: record.account_id.clone(),
             provider_id: ProviderId::from(record.provider_id.as_str()),
             key_id: sealed_key_id(&record.sealed)?,
@@ -115,18 +134,24 @@ fn corrupt(account_id: &str, reason: &str) -> VaultError {
     })
 }
 
-/// Refuses a record that a store returned for `account_id` but that names another
-/// account or client: someone copied one account's record over another's. The AAD
-/// would refuse it too; this names the cause.
+/// Refuses a record that a store returned for `key` but that names another owner,
+/// account or client: someone copied one record over another's. The AAD would refuse
+/// it too; this names the cause.
 fn check_filed_under(
     client_id: &str,
-    account_id: &str,
+    key: &RecordKey,
     record: &StoredRecord,
 ) -> Result<(), VaultError> {
-    if record.account_id != account_id {
-        Err(corrupt(account_id, "the record belongs to another account"))
+    if !record.is_filed_under(key) {
+        Err(corrupt(
+            &key.account_id,
+            "the record belongs to another account",
+        ))
     } else if record.client_id != client_id {
-        Err(corrupt(account_id, "the record belongs to another client"))
+        Err(corrupt(
+            &key.account_id,
+            "the record belongs to another client",
+        ))
     } else {
         Ok(())
     }
@@ -144,23 +169,30 @@ pub struct RewrapReport {
     pub unchanged: usize,
     /// Records changed by someone else meanwhile (their new version needs no rewrap).
     pub raced: usize,
+    /// Legacy records (format v1, no owner) that were given no owner and so stay as
+    /// they are ([`Vault::rewrap_with`]).
+    pub unowned: usize,
 }
 
 /// Sealed access tokens of one OAuth client in a store, under a keyring.
 ///
-/// Every token is bound (through the AAD) to the vault's client id, the account and the
-/// provider. Reads build that identity from the account asked for and the vault's
-/// client id, never from what the record says about itself.
+/// Every token is bound (through the AAD) to the vault's client id, its owner, the
+/// account and the provider. Reads build that identity from the (owner, account) asked
+/// for and the vault's client id, never from what the record says about itself.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use chart_auth::vault::{FileStore, Keyring, MemoryStore, Vault};
-/// use chart_auth::AccessToken;
+/// use chart_auth::{AccessToken, Owner};
 /// let dir = tempfile::tempdir()?;
 /// let _on_disk = Vault::new("my-client", Keyring::generate(), FileStore::open(dir.path().join("tokens"))?);
 /// let vault = Vault::new("my-client", Keyring::generate(), MemoryStore::default());
-/// vault.put("acct-1", &"irs".into(), &AccessToken::new("tok")).await?;
-/// assert_eq!(vault.unseal("acct-1").await?.expose_secret(), "tok");
+/// let (alice, bob) = (Owner::new("alice")?, Owner::new("bob")?);
+/// vault.put(&alice, "acct-1", &"irs".into(), &AccessToken::new("tok")).await?;
+/// assert_eq!(vault.unseal(&alice, "acct-1").await?.expose_secret(), "tok");
+/// // Another owner cannot see it, let alone open it.
+/// assert!(vault.unseal(&bob, "acct-1").await.is_err());
+/// assert!(vault.list(&bob).await?.is_empty());
 /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 /// ```
 pub struct Vault<S = FileStore> {
@@ -184,11 +216,12 @@ impl<S> Vault<S> {
         &self.client_id
     }
 
-    /// The identity a record fetched for `account_id` is bound to.
-    fn identity<'a>(&'a self, account_id: &'a str, record: &'a StoredRecord) -> RecordIdentity<'a> {
+    /// The identity a record fetched under `key` is bound to.
+    fn identity<'a>(&'a self, key: &'a RecordKey, record: &'a StoredRecord) -> RecordIdentity<'a> {
         RecordIdentity {
             client_id: &self.client_id,
-            account_id,
+            owner: &key.owner,
+            account_id: &key.account_id,
             provider_id: &record.provider_id,
         }
     }
@@ -234,16 +267,19 @@ impl<S: TokenStore> Vault<S> {
         }
     }
 
-    /// Seals `token` under the primary key and stores it as the account's record,
-    /// replacing any earlier one.
+    /// Seals `token` under the primary key and stores it as `owner`'s record of the
+    /// account, replacing any earlier one.
     pub async fn put(
         &self,
+        owner: &Owner,
         account_id: &str,
         provider_id: &ProviderId,
         token: &AccessToken,
     ) -> Result<StoredAccount, Error> {
+        let key = RecordKey::new(owner.as_bytes(), account_id);
         let identity = RecordIdentity {
             client_id: &self.client_id,
+            owner: owner.as_bytes(),
             account_id,
             provider_id: provider_id.as_str(),
         };
@@ -253,6 +289,7 @@ impl<S: TokenStore> Vault<S> {
         let record = StoredRecord {
             version: 0,
             client_id: self.client_id.clone(),
+            owner: key.owner.clone(),
             account_id: account_id.to_owned(),
             provider_id: provider_id.as_str().to_owned(),
             stored_at: unix_secs(SystemTime::now()),
@@ -262,110 +299,175 @@ impl<S: TokenStore> Vault<S> {
             .put(&record, Expect::Any)
             .await
             .map_err(VaultError::Store)?;
-        Ok(StoredAccount::of_record(
-            &self.client_id,
-            account_id,
-            &record,
-        )?)
+        Ok(StoredAccount::of_record(&self.client_id, &key, &record)?)
     }
 
-    /// Unseals the account's token for an API call.
-    pub async fn unseal(&self, account_id: &str) -> Result<AccessToken, Error> {
-        Ok(self.unseal_versioned(account_id).await?.0)
+    /// Unseals `owner`'s token of the account for an API call.
+    pub async fn unseal(&self, owner: &Owner, account_id: &str) -> Result<AccessToken, Error> {
+        Ok(self.unseal_versioned(owner, account_id).await?.0)
     }
 
-    /// Unseals the account's token with the version of the record that holds it, for a
-    /// change that must apply to that record only ([`Vault::delete_version`]).
-    pub async fn unseal_versioned(&self, account_id: &str) -> Result<(AccessToken, u64), Error> {
+    /// Unseals `owner`'s token of the account with the version of the record that holds
+    /// it, for a change that must apply to that record only ([`Vault::delete_version`]).
+    pub async fn unseal_versioned(
+        &self,
+        owner: &Owner,
+        account_id: &str,
+    ) -> Result<(AccessToken, u64), Error> {
+        let key = RecordKey::new(owner.as_bytes(), account_id);
         let record = self
             .store
-            .get(account_id)
+            .get(&key)
             .await
             .map_err(VaultError::Store)?
             .ok_or(VaultError::NotFound)?;
-        check_filed_under(&self.client_id, account_id, &record)?;
+        check_filed_under(&self.client_id, &key, &record)?;
         let plain = self
             .ring()
-            .unseal(&self.identity(account_id, &record), &record.sealed)?;
+            .unseal(&self.identity(&key, &record), &record.sealed)?;
         let text = std::str::from_utf8(&plain).map_err(|_| VaultError::Tampered)?;
         Ok((AccessToken::new(text), record.version))
     }
 
-    /// The account's metadata, if it has a record.
-    pub async fn get(&self, account_id: &str) -> Result<Option<StoredAccount>, Error> {
-        match self
+    /// Checks that the record under `key` (of any owner, legacy ones included) unseals,
+    /// and drops the plaintext at once: for operators' tools, never for answering a user.
+    pub async fn check_record(&self, key: &RecordKey) -> Result<(), Error> {
+        let record = self
             .store
-            .get(account_id)
+            .get(key)
             .await
             .map_err(VaultError::Store)?
-        {
+            .ok_or(VaultError::NotFound)?;
+        check_filed_under(&self.client_id, key, &record)?;
+        self.ring()
+            .unseal(&self.identity(key, &record), &record.sealed)?;
+        Ok(())
+    }
+
+    /// The metadata of `owner`'s record of the account, if there is one.
+    pub async fn get(
+        &self,
+        owner: &Owner,
+        account_id: &str,
+    ) -> Result<Option<StoredAccount>, Error> {
+        self.get_key(&RecordKey::new(owner.as_bytes(), account_id))
+            .await
+    }
+
+    async fn get_key(&self, key: &RecordKey) -> Result<Option<StoredAccount>, Error> {
+        match self.store.get(key).await.map_err(VaultError::Store)? {
             Some(record) => Ok(Some(StoredAccount::of_record(
                 &self.client_id,
-                account_id,
+                key,
                 &record,
             )?)),
             None => Ok(None),
         }
     }
 
-    /// Every stored account (metadata only). A corrupt record fails the listing rather
-    /// than being skipped silently.
-    pub async fn list(&self) -> Result<Vec<StoredAccount>, Error> {
-        let mut out = Vec::new();
-        for account in self.store.list().await.map_err(VaultError::Store)? {
-            if let Some(c) = self.get(&account).await? {
+    /// Every account of `owner` (metadata only), in one listing of the store. A corrupt
+    /// record fails the listing rather than being skipped silently.
+    pub async fn list(&self, owner: &Owner) -> Result<Vec<StoredAccount>, Error> {
+        let accounts = self
+            .store
+            .list_owner(owner.as_bytes())
+            .await
+            .map_err(VaultError::Store)?;
+        let mut out = Vec::with_capacity(accounts.len());
+        for account in accounts {
+            if let Some(c) = self.get(owner, &account).await? {
                 out.push(c);
             }
         }
         Ok(out)
     }
 
-    /// Deletes the account's record; `false` if there was none.
-    pub async fn delete(&self, account_id: &str) -> Result<bool, Error> {
+    /// Every record of every owner, legacy ones included (metadata only): for
+    /// operators, never for answering a user.
+    pub async fn list_all(&self) -> Result<Vec<StoredAccount>, Error> {
+        let mut out = Vec::new();
+        for key in self.store.list().await.map_err(VaultError::Store)? {
+            if let Some(c) = self.get_key(&key).await? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes `owner`'s record of the account; `false` if there was none.
+    pub async fn delete(&self, owner: &Owner, account_id: &str) -> Result<bool, Error> {
+        let key = RecordKey::new(owner.as_bytes(), account_id);
         Ok(self
             .store
-            .delete(account_id, Expect::Any)
+            .delete(&key, Expect::Any)
             .await
             .map_err(VaultError::Store)?)
     }
 
-    /// Deletes the account's record only if it is still at `version`. `false` if it is
-    /// gone or changed meanwhile: a reconnect wrote a new token, which must stay.
-    pub async fn delete_version(&self, account_id: &str, version: u64) -> Result<bool, Error> {
-        match self
-            .store
-            .delete(account_id, Expect::Version(version))
-            .await
-        {
+    /// Deletes `owner`'s record of the account only if it is still at `version`.
+    /// `false` if it is gone or changed meanwhile: a reconnect wrote a new token, which
+    /// must stay.
+    pub async fn delete_version(
+        &self,
+        owner: &Owner,
+        account_id: &str,
+        version: u64,
+    ) -> Result<bool, Error> {
+        let key = RecordKey::new(owner.as_bytes(), account_id);
+        match self.store.delete(&key, Expect::Version(version)).await {
             Ok(deleted) => Ok(deleted),
             Err(StoreError::Conflict) => Ok(false),
             Err(e) => Err(VaultError::Store(e).into()),
         }
     }
 
-    /// Moves every record to the primary key. Plaintext never leaves the vault; a
-    /// record written meanwhile is left alone (compare-and-swap on its version).
-    pub async fn rewrap(
+    /// Moves every owned record to the primary key and format v2. Plaintext never
+    /// leaves the vault; a record written meanwhile is left alone (compare-and-swap on
+    /// its version). Legacy records stay as they are (see [`Vault::rewrap_with`]).
+    pub async fn rewrap(&self, progress: impl FnMut(usize, usize)) -> Result<RewrapReport, Error> {
+        self.rewrap_with(|_| None, progress).await
+    }
+
+    /// [`Vault::rewrap`], which also gives each legacy record (format v1, written
+    /// before owners existed) the owner that `owner_of` names for its account, and
+    /// moves it there in format v2. A legacy record whose account gets `None` stays
+    /// as it is, counted as [`RewrapReport::unowned`].
+    ///
+    /// The owners come from the operator (the application's own table of which user
+    /// connected which account), never from the records themselves.
+    pub async fn rewrap_with(
         &self,
+        owner_of: impl Fn(&str) -> Option<Owner>,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<RewrapReport, Error> {
         let total = self.store.count().await.map_err(VaultError::Store)?;
         let mut report = RewrapReport::default();
         let mut done = 0;
-        let mut after: Option<String> = None;
+        let mut after: Option<RecordKey> = None;
         loop {
             let page = self
                 .store
-                .list_page(after.as_deref(), REWRAP_PAGE)
+                .list_page(after.as_ref(), REWRAP_PAGE)
                 .await
                 .map_err(VaultError::Store)?;
             let Some(last) = page.last().cloned() else {
                 break;
             };
-            for account in &page {
+            for key in &page {
                 progress(done, total.max(done));
                 done += 1;
-                self.rewrap_one(account, &mut report).await?;
+                let adopt = if key.owner.is_empty() {
+                    match owner_of(&key.account_id) {
+                        Some(owner) => Some(owner),
+                        None => {
+                            report.unowned += 1;
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                self.rewrap_one(key, adopt, &mut report).await?;
             }
             after = Some(last);
         }
@@ -373,27 +475,58 @@ impl<S: TokenStore> Vault<S> {
         Ok(report)
     }
 
-    /// Moves one record to the primary key, counting what happened in `report`.
-    async fn rewrap_one(&self, account: &str, report: &mut RewrapReport) -> Result<(), Error> {
+    /// Moves one record to the primary key and format v2 (under `adopt`, for a legacy
+    /// record), counting what happened in `report`.
+    async fn rewrap_one(
+        &self,
+        key: &RecordKey,
+        adopt: Option<Owner>,
+        report: &mut RewrapReport,
+    ) -> Result<(), Error> {
         let in_record = |e: VaultError| VaultError::InRecord {
-            account_id: account.to_owned(),
+            account_id: key.account_id.clone(),
             source: Box::new(e),
         };
-        let Some(mut record) = self
+        let Some(record) = self
             .store
-            .get(account)
+            .get(key)
             .await
             .map_err(|e| in_record(VaultError::Store(e)))?
         else {
             return Ok(());
         };
-        let Some(sealed) = self.reseal(account, &record).map_err(in_record)? else {
+        let Some(mut moved) = self
+            .resealed(key, &record, adopt.as_ref())
+            .map_err(in_record)?
+        else {
             report.unchanged += 1;
             return Ok(());
         };
-        let expected = Expect::Version(record.version);
-        record.sealed = sealed;
-        match self.store.put(&record, expected).await {
+        if adopt.is_none() {
+            match self
+                .store
+                .put(&moved, Expect::Version(record.version))
+                .await
+            {
+                Ok(_) => report.rewrapped += 1,
+                Err(StoreError::Conflict) => report.raced += 1,
+                Err(e) => return Err(in_record(VaultError::Store(e)).into()),
+            }
+            return Ok(());
+        }
+        // A legacy record moves to a new key: write the owned copy first (only if that
+        // owner has no record of the account yet), then delete the legacy one at the
+        // version read. A crash between the two leaves both, and a rerun finishes.
+        moved.version = 0;
+        match self.store.put(&moved, Expect::Absent).await {
+            Ok(_) | Err(StoreError::Conflict) => {}
+            Err(e) => return Err(in_record(VaultError::Store(e)).into()),
+        }
+        match self
+            .store
+            .delete(key, Expect::Version(record.version))
+            .await
+        {
             Ok(_) => report.rewrapped += 1,
             Err(StoreError::Conflict) => report.raced += 1,
             Err(e) => return Err(in_record(VaultError::Store(e)).into()),
@@ -401,19 +534,28 @@ impl<S: TokenStore> Vault<S> {
         Ok(())
     }
 
-    /// The record's token sealed under the primary key, or `None` if it already is.
-    fn reseal(
+    /// The record under `key` resealed under the primary key in format v2 (and moved
+    /// to `adopt`, for a legacy record), or `None` if it already is there.
+    fn resealed(
         &self,
-        account_id: &str,
+        key: &RecordKey,
         record: &StoredRecord,
-    ) -> Result<Option<Vec<u8>>, VaultError> {
-        check_filed_under(&self.client_id, account_id, record)?;
+        adopt: Option<&Owner>,
+    ) -> Result<Option<StoredRecord>, VaultError> {
+        check_filed_under(&self.client_id, key, record)?;
         let ring = self.ring();
-        if sealed_key_id(&record.sealed)? == ring.primary() {
+        let current = sealed_key_id(&record.sealed)?;
+        let version = sealed_version(&record.sealed)?;
+        if adopt.is_none() && current == ring.primary() && version == FORMAT_VERSION {
             return Ok(None);
         }
-        let identity = self.identity(account_id, record);
-        let plain = ring.unseal(&identity, &record.sealed)?;
-        ring.seal(&identity, &plain).map(Some)
+        let plain = ring.unseal(&self.identity(key, record), &record.sealed)?;
+        let mut moved = record.clone();
+        if let Some(owner) = adopt {
+            moved.owner = owner.as_bytes().to_vec();
+        }
+        let target = moved.key();
+        moved.sealed = ring.seal(&self.identity(&target, &moved), &plain)?;
+        Ok(Some(moved))
     }
 }

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use chart_auth::vault::{Expect, KeyId, Keyring, StoredRecord, TokenStore, Vault};
+use chart_auth::vault::{Expect, KeyId, Keyring, RecordKey, StoredRecord, TokenStore, Vault};
 use chart_auth::{ChartConnect, ConnectStateSigner, Flow, StoreError};
 use chart_mock_server::{SANDBOX_CLIENT_ID, Scenario};
 use tokio::sync::Notify;
 
-use super::Env;
+use super::{Env, owner};
 
 /// Wraps a store; each `delete` signals that it began, then waits to be let through.
 pub struct DeleteGate<S>(Arc<Inner<S>>);
@@ -38,18 +38,18 @@ impl<S> DeleteGate<S> {
 }
 
 impl<S: TokenStore> TokenStore for DeleteGate<S> {
-    async fn get(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
-        self.0.store.get(account_id).await
+    async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
+        self.0.store.get(key).await
     }
     async fn put(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
         self.0.store.put(record, expect).await
     }
-    async fn delete(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
+    async fn delete(&self, key: &RecordKey, expect: Expect) -> Result<bool, StoreError> {
         self.0.entered.notify_one();
         self.0.open.notified().await;
-        self.0.store.delete(account_id, expect).await
+        self.0.store.delete(key, expect).await
     }
-    async fn list(&self) -> Result<Vec<String>, StoreError> {
+    async fn list(&self) -> Result<Vec<RecordKey>, StoreError> {
         self.0.store.list().await
     }
 }
@@ -78,8 +78,14 @@ where
         .await
         .unwrap();
     gate.0.open.notify_one();
-    chart.disconnect(lone.account_id()).await.unwrap();
-    assert!(writer.get(lone.account_id()).await.unwrap().is_none());
+    chart.disconnect(&owner(), lone.account_id()).await.unwrap();
+    assert!(
+        writer
+            .get(&owner(), lone.account_id())
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Take the permit that delete left, so that the race below waits for its own.
     tokio::time::timeout(
         std::time::Duration::from_secs(10),
@@ -99,21 +105,27 @@ where
         .await
         .unwrap();
 
-    let mut disconnect = std::pin::pin!(chart.disconnect(&account));
+    let me = owner();
+    let mut disconnect = std::pin::pin!(chart.disconnect(&me, &account));
     tokio::select! {
         done = &mut disconnect => panic!("the delete is gated: {done:?}"),
         () = gate.0.entered.notified() => {}
     }
     // The reconnect, on another instance, while the disconnect waits to delete.
     writer
-        .put(&account, second.provider_id(), second.access_token())
+        .put(
+            &owner(),
+            &account,
+            second.provider_id(),
+            second.access_token(),
+        )
         .await
         .unwrap();
     gate.0.open.notify_one();
     disconnect.await.unwrap();
 
     let kept = writer
-        .unseal(&account)
+        .unseal(&owner(), &account)
         .await
         .expect("the new token is still stored");
     assert_eq!(kept.expose_secret(), second.access_token().expose_secret());

@@ -4,7 +4,9 @@
 
 pub mod capture;
 pub mod gate;
+pub mod golden;
 pub mod leaks;
+pub mod owners;
 #[cfg(feature = "pkcs11")]
 pub mod softhsm;
 pub mod tls;
@@ -15,7 +17,7 @@ use std::time::Duration;
 use chart_auth::vault::{Keyring, MemoryStore, Vault};
 use chart_auth::{
     AuthorizationCode, ChartClient, ChartConnect, ClientSecret, CodeReceived, Config,
-    ConfigBuilder, ConnectStateSigner, Connection, Flow, FlowKind,
+    ConfigBuilder, ConnectStateSigner, Connection, Flow, FlowKind, Owner, Session,
 };
 use chart_mock_server::{
     ClientConfig, Fault, FaultKind, MintRequest, MockConfig, MockServer, SANDBOX_CLIENT_ID,
@@ -23,6 +25,31 @@ use chart_mock_server::{
 };
 
 pub const SESSION: &[u8] = b"session-of-the-test-user";
+/// The owner id of the test user (whose session is [`SESSION`]).
+pub const OWNER: &str = "owner-test-user";
+
+/// The test user, as the vault and the Connect flow name them.
+pub fn owner() -> Owner {
+    Owner::new(OWNER).expect("a valid owner")
+}
+
+/// Another user, who must never see the test user's accounts.
+pub fn other_owner() -> Owner {
+    Owner::new("owner-someone-else").expect("a valid owner")
+}
+
+/// Where a store files the test user's record of `account`.
+pub fn key(account: &str) -> chart_auth::vault::RecordKey {
+    chart_auth::vault::RecordKey::new(OWNER.as_bytes(), account)
+}
+
+/// The test user's server-side session, as a callback's session function returns it.
+pub fn session() -> Session {
+    Session {
+        binding: SESSION.to_vec(),
+        owner: owner(),
+    }
+}
 pub const OTHER_CLIENT: &str = "other-client";
 /// The key every test's Connect states are signed with.
 pub const STATE_KEY: [u8; 32] = [9; 32];
@@ -105,9 +132,18 @@ impl Env {
     /// A code as it arrives at the callback, with a state this client signed.
     pub fn receive(&self, code: &str, flow: Flow) -> Connection<CodeReceived> {
         let kind = flow.kind();
-        let start = self.chart.begin_connect(flow, SESSION).expect("begin");
+        let start = self
+            .chart
+            .begin_connect(flow, SESSION, &owner())
+            .expect("begin");
         self.chart
-            .receive_code(AuthorizationCode::new(code), &start.state, SESSION, kind)
+            .receive_code(
+                AuthorizationCode::new(code),
+                &start.state,
+                SESSION,
+                &owner(),
+                kind,
+            )
             .expect("verified")
     }
 
@@ -155,9 +191,15 @@ pub fn receive_via(client: &ChartClient, code: &str, flow: Flow) -> Connection<C
         )),
     );
     let kind = flow.kind();
-    let start = chart.begin_connect(flow, SESSION).expect("begin");
+    let start = chart.begin_connect(flow, SESSION, &owner()).expect("begin");
     chart
-        .receive_code(AuthorizationCode::new(code), &start.state, SESSION, kind)
+        .receive_code(
+            AuthorizationCode::new(code),
+            &start.state,
+            SESSION,
+            &owner(),
+            kind,
+        )
         .expect("verified")
 }
 

@@ -1,4 +1,4 @@
-//! [`FileStore`]: one file per account, written atomically and durably.
+//! [`FileStore`]: one file per record, written atomically and durably.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -7,11 +7,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustix::fs::OFlags;
+use sha2::{Digest, Sha256};
 
-use super::{Expect, StoredRecord, TokenStore, check};
+use super::{Expect, RecordKey, StoredRecord, TokenStore, check};
 use crate::error::StoreError;
 
-/// One JSON file per account in a directory: the embedded default.
+/// One JSON file per record in a directory: the embedded default.
+///
+/// A record's file is named after its key: `o<owner tag>-<account id in hex>.json`,
+/// where the owner tag is the first 16 bytes of the owner's SHA-256 in hex (owner ids
+/// can be longer than a file name allows), or `<account id in hex>.json` for a record
+/// written before owners existed. The file holds the owner's bytes, and a file whose
+/// record is not the one its name says is refused as corrupt.
 ///
 /// Every write goes to a temporary file, is fsynced, renamed over the record, and the
 /// directory is fsynced, so a crash leaves either the old or the new record, never a
@@ -141,12 +148,15 @@ impl FileStore {
         &self.dir
     }
 
-    /// The file that holds an account's record (the account id, hex-encoded).
-    pub fn record_path(&self, account_id: &str) -> PathBuf {
-        let mut name = String::with_capacity(account_id.len() * 2 + RECORD_EXT.len());
-        for b in account_id.as_bytes() {
-            name.push_str(&format!("{b:02x}"));
+    /// The file that holds the record filed under `key`.
+    pub fn record_path(&self, key: &RecordKey) -> PathBuf {
+        let mut name = String::with_capacity(OWNER_TAG_HEX + key.account_id.len() * 2 + 7);
+        if !key.owner.is_empty() {
+            name.push('o');
+            name.push_str(&owner_tag(&key.owner));
+            name.push('-');
         }
+        push_hex(&mut name, key.account_id.as_bytes());
         name.push_str(RECORD_EXT);
         self.dir.join(name)
     }
@@ -165,13 +175,13 @@ impl FileStore {
         Ok(file)
     }
 
-    /// The account's record. A file that holds another account's record (copied over
-    /// this one) is [`StoreError::Corrupt`].
-    fn read(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
-        let path = self.record_path(account_id);
+    /// The record filed under `key`. A file that holds another record (copied over this
+    /// one) is [`StoreError::Corrupt`].
+    fn read(&self, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
+        let path = self.record_path(key);
         let record = read_record(&path)?;
         if let Some(r) = &record
-            && r.account_id != account_id
+            && !r.is_filed_under(key)
         {
             return Err(StoreError::Corrupt {
                 path,
@@ -183,45 +193,72 @@ impl FileStore {
 
     fn write(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
         let _lock = self.lock()?;
-        let current = self.read(&record.account_id)?.map(|r| r.version);
+        let key = record.key();
+        let current = self.read(&key)?.map(|r| r.version);
         check(expect, current)?;
         let mut record = record.clone();
         record.version = current.unwrap_or(0) + 1;
         let json = serde_json::to_vec_pretty(&record).expect("a record always serializes");
-        write_atomic(&self.record_path(&record.account_id), &json)?;
+        write_atomic(&self.record_path(&key), &json)?;
         Ok(record.version)
     }
 
-    fn remove(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
+    fn remove(&self, key: &RecordKey, expect: Expect) -> Result<bool, StoreError> {
         let _lock = self.lock()?;
-        let current = self.read(account_id)?.map(|r| r.version);
+        let current = self.read(key)?.map(|r| r.version);
         check(expect, current)?;
         if current.is_none() {
             return Ok(false);
         }
-        let path = self.record_path(account_id);
+        let path = self.record_path(key);
         fs::remove_file(&path).map_err(io_err("remove", &path))?;
         sync_dir(&self.dir)?;
         Ok(true)
     }
 
-    fn accounts(&self) -> Result<Vec<String>, StoreError> {
+    /// Every record's key, from the file names (and, for owned records, the owner's
+    /// bytes from inside the file), restricted to the owner tag `only` if given.
+    fn keys(&self, only: Option<&str>) -> Result<Vec<RecordKey>, StoreError> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&*self.dir).map_err(io_err("list", &self.dir))? {
             let entry = entry.map_err(io_err("list", &self.dir))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let Some(hex) = name.strip_suffix(RECORD_EXT) else {
+            let Some(stem) = name.strip_suffix(RECORD_EXT) else {
                 continue;
             };
             if name.starts_with('.') {
                 continue;
             }
-            let account = decode_hex(hex).ok_or_else(|| StoreError::Corrupt {
+            let bad_name = || StoreError::Corrupt {
                 path: entry.path(),
-                reason: "the file name is not a hex-encoded account id".into(),
-            })?;
-            out.push(account);
+                reason: "the file name is not a record's key".into(),
+            };
+            let (tag, hex) = match stem.strip_prefix('o') {
+                Some(owned) => {
+                    let (tag, hex) = owned.split_once('-').ok_or_else(bad_name)?;
+                    (Some(tag), hex)
+                }
+                None => (None, stem),
+            };
+            if only.is_some() && tag != only {
+                continue;
+            }
+            let account_id = decode_hex(hex).ok_or_else(bad_name)?;
+            let owner = match tag {
+                None => Vec::new(),
+                Some(tag) => {
+                    let record = read_record(&entry.path())?.ok_or_else(bad_name)?;
+                    if owner_tag(&record.owner) != tag || record.account_id != account_id {
+                        return Err(StoreError::Corrupt {
+                            path: entry.path(),
+                            reason: "the file holds another account's record".into(),
+                        });
+                    }
+                    record.owner
+                }
+            };
+            out.push(RecordKey { owner, account_id });
         }
         out.sort();
         Ok(out)
@@ -235,6 +272,22 @@ impl FileStore {
         tokio::task::spawn_blocking(move || job(store))
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+}
+
+/// Hex digits of an owner tag in a file name.
+const OWNER_TAG_HEX: usize = 32;
+
+/// The first 16 bytes of the owner's SHA-256, in hex.
+fn owner_tag(owner: &[u8]) -> String {
+    let mut tag = String::with_capacity(OWNER_TAG_HEX);
+    push_hex(&mut tag, &Sha256::digest(owner)[..OWNER_TAG_HEX / 2]);
+    tag
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
     }
 }
 
@@ -308,9 +361,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> 
 }
 
 impl TokenStore for FileStore {
-    async fn get(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
-        let account = account_id.to_owned();
-        self.blocking(move |s| s.read(&account)).await
+    async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
+        let key = key.clone();
+        self.blocking(move |s| s.read(&key)).await
     }
 
     async fn put(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
@@ -318,113 +371,31 @@ impl TokenStore for FileStore {
         self.blocking(move |s| s.write(&record, expect)).await
     }
 
-    async fn delete(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
-        let account = account_id.to_owned();
-        self.blocking(move |s| s.remove(&account, expect)).await
+    async fn delete(&self, key: &RecordKey, expect: Expect) -> Result<bool, StoreError> {
+        let key = key.clone();
+        self.blocking(move |s| s.remove(&key, expect)).await
     }
 
-    async fn list(&self) -> Result<Vec<String>, StoreError> {
-        self.blocking(|s| s.accounts()).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::symlink;
-
-    use std::path::Path;
-
-    use super::{FileStore, FileStoreOptions, LOCK_FILE, dir_of, sync_dir};
-    use crate::error::StoreError;
-
-    #[test]
-    fn a_symlinked_store_directory_is_refused_unless_allowed() {
-        let tmp = tempfile::tempdir().unwrap();
-        let real = tmp.path().join("real");
-        FileStore::open(&real).unwrap();
-        let link = tmp.path().join("link");
-        symlink(&real, &link).unwrap();
-        let refused = FileStore::open(&link).unwrap_err();
-        assert!(
-            matches!(&refused, StoreError::UnsafeDirectory { reason, .. } if reason.contains("symlink")),
-            "{refused}"
-        );
-        let options = FileStoreOptions {
-            follow_symlink: true,
-            ..FileStoreOptions::default()
-        };
-        FileStore::open_with(&link, options).unwrap();
+    async fn list(&self) -> Result<Vec<RecordKey>, StoreError> {
+        self.blocking(|s| s.keys(None)).await
     }
 
-    #[test]
-    fn a_directory_others_can_write_is_refused_unless_allowed() {
-        use std::os::unix::fs::PermissionsExt;
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("shared");
-        FileStore::open(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
-        let refused = FileStore::open(&dir).unwrap_err();
-        assert!(
-            matches!(&refused, StoreError::UnsafeDirectory { reason, .. } if reason.contains("chmod 700")),
-            "{refused}"
-        );
-        let options = FileStoreOptions {
-            allow_shared_dir: true,
-            ..FileStoreOptions::default()
-        };
-        FileStore::open_with(&dir, options).unwrap();
-    }
-
-    #[test]
-    fn a_missing_directory_is_created_only_when_asked() {
-        let tmp = tempfile::tempdir().unwrap();
-        let missing = tmp.path().join("typo");
-        let err = FileStore::open_with(&missing, FileStoreOptions::default()).unwrap_err();
-        assert!(matches!(err, StoreError::Io { op: "open", .. }), "{err}");
-        assert!(!missing.exists());
-        let options = FileStoreOptions {
-            create: true,
-            ..FileStoreOptions::default()
-        };
-        FileStore::open_with(&missing, options).unwrap();
-        assert!(missing.is_dir());
-    }
-
-    #[test]
-    fn a_record_that_cannot_be_read_is_an_error_not_an_absent_account() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = FileStore::open(tmp.path().join("store")).unwrap();
-        // A directory where the record file should be: reading it fails (EISDIR).
-        std::fs::create_dir(store.record_path("acct")).unwrap();
-        let err = store.read("acct").unwrap_err();
-        assert!(matches!(err, StoreError::Io { op: "read", .. }), "{err}");
-        assert!(store.read("another").unwrap().is_none());
-    }
-
-    #[test]
-    fn a_file_is_written_beside_itself_and_a_failed_fsync_is_an_error() {
-        assert_eq!(
-            dir_of(Path::new("/var/lib/app/rec.json")),
-            Path::new("/var/lib/app")
-        );
-        assert_eq!(dir_of(Path::new("keyring")), Path::new("."));
-        let tmp = tempfile::tempdir().unwrap();
-        sync_dir(tmp.path()).unwrap();
-        let err = sync_dir(&tmp.path().join("gone")).unwrap_err();
-        assert!(matches!(err, StoreError::Io { op: "fsync", .. }), "{err}");
-    }
-
-    #[test]
-    fn the_lock_file_is_never_followed_through_a_symlink() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("store");
-        FileStore::open(&dir).unwrap();
-        let elsewhere = tmp.path().join("elsewhere");
-        std::fs::write(&elsewhere, b"not the store's").unwrap();
-        std::fs::remove_file(dir.join(LOCK_FILE)).unwrap();
-        symlink(&elsewhere, dir.join(LOCK_FILE)).unwrap();
-        let err = FileStore::open(&dir).unwrap_err();
-        assert!(matches!(err, StoreError::Io { op: "open", .. }), "{err}");
-        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"not the store's");
+    /// Reads only the owner's files (found by their owner tag).
+    async fn list_owner(&self, owner: &[u8]) -> Result<Vec<String>, StoreError> {
+        if owner.is_empty() {
+            let legacy = self
+                .list()
+                .await?
+                .into_iter()
+                .filter(|k| k.owner.is_empty());
+            return Ok(legacy.map(|k| k.account_id).collect());
+        }
+        let owner = owner.to_vec();
+        self.blocking(move |s| {
+            let keys = s.keys(Some(&owner_tag(&owner)))?;
+            let own = keys.into_iter().filter(|k| k.owner == owner);
+            Ok(own.map(|k| k.account_id).collect())
+        })
+        .await
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
-use super::{Expect, StoredRecord, TokenStore};
+use super::{Expect, RecordKey, StoredRecord, TokenStore};
 use crate::error::StoreError;
 
 /// How long a caller waits for a pooled connection, or for a new one to open.
@@ -27,14 +27,22 @@ const TABLE: &str = "chart_auth_tokens";
 const PAGE: usize = 1000;
 
 /// The token store's migrations, in order; each runs once, in a transaction.
-const STORE_MIGRATIONS: &[&str] = &[r#"CREATE TABLE chart_auth_tokens (
+const STORE_MIGRATIONS: &[&str] = &[
+    r#"CREATE TABLE chart_auth_tokens (
         account_id  TEXT COLLATE "C" PRIMARY KEY,
         version     BIGINT NOT NULL CHECK (version > 0),
         client_id   TEXT NOT NULL,
         provider_id TEXT NOT NULL,
         stored_at   BIGINT NOT NULL,
         sealed      BYTEA NOT NULL
-    )"#];
+    )"#,
+    // Owners (sealed format v2): records are keyed by (owner, account). Rows from
+    // before have the empty (legacy) owner. The key's index, owner first, serves the
+    // listing of one owner's accounts.
+    r#"ALTER TABLE chart_auth_tokens ADD COLUMN owner BYTEA NOT NULL DEFAULT ''::BYTEA;
+    ALTER TABLE chart_auth_tokens DROP CONSTRAINT chart_auth_tokens_pkey;
+    ALTER TABLE chart_auth_tokens ADD PRIMARY KEY (owner, account_id)"#,
+];
 
 /// A pool of PostgreSQL connections, shared by a [`PostgresStore`] and a
 /// [`PostgresReplayGuard`](crate::PostgresReplayGuard). Cheap to clone.
@@ -206,6 +214,7 @@ fn record_of(row: &Row) -> Result<StoredRecord, StoreError> {
         provider_id: row.try_get("provider_id").map_err(|_| bad("provider_id"))?,
         stored_at: u64::try_from(stored_at).map_err(|_| bad("stored_at"))?,
         sealed: row.try_get("sealed").map_err(|_| bad("sealed token"))?,
+        owner: row.try_get("owner").map_err(|_| bad("owner"))?,
         account_id,
     })
 }
@@ -230,18 +239,26 @@ async fn prepared(
     client.prepare_cached(sql).await.map_err(backend("prepare"))
 }
 
+/// The columns [`record_of`] reads.
+const COLUMNS: &str = "owner, account_id, version, client_id, provider_id, stored_at, sealed";
+
+fn key_of(row: &Row) -> Result<RecordKey, StoreError> {
+    let bad = || corrupt("?", "a key does not decode");
+    Ok(RecordKey {
+        owner: row.try_get(0).map_err(|_| bad())?,
+        account_id: row.try_get(1).map_err(|_| bad())?,
+    })
+}
+
 impl TokenStore for PostgresStore {
-    async fn get(&self, account_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+    async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
         let client = self.pool.client().await?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM chart_auth_tokens WHERE owner = $1 AND account_id = $2");
         let row = client
             .query_opt(
-                &prepared(
-                    &client,
-                    "SELECT account_id, version, client_id, provider_id, stored_at, sealed
-                 FROM chart_auth_tokens WHERE account_id = $1",
-                )
-                .await?,
-                &[&account_id],
+                &prepared(&client, &sql).await?,
+                &[&key.owner, &key.account_id],
             )
             .await
             .map_err(backend("get"))?;
@@ -249,9 +266,9 @@ impl TokenStore for PostgresStore {
             return Ok(None);
         };
         let record = record_of(&row)?;
-        if record.account_id != account_id {
+        if !record.is_filed_under(key) {
             return Err(corrupt(
-                account_id,
+                &key.account_id,
                 "the row holds another account's record",
             ));
         }
@@ -262,7 +279,8 @@ impl TokenStore for PostgresStore {
         let stored_at = i64::try_from(record.stored_at)
             .map_err(|_| corrupt(&record.account_id, "stored_at is out of range"))?;
         let client = self.pool.client().await?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &record.owner,
             &record.account_id,
             &record.client_id,
             &record.provider_id,
@@ -277,9 +295,9 @@ impl TokenStore for PostgresStore {
                         &prepared(
                             &client,
                             "INSERT INTO chart_auth_tokens AS t
-                        (account_id, version, client_id, provider_id, stored_at, sealed)
-                     VALUES ($1, 1, $2, $3, $4, $5)
-                     ON CONFLICT (account_id) DO UPDATE SET
+                        (owner, account_id, version, client_id, provider_id, stored_at, sealed)
+                     VALUES ($1, $2, 1, $3, $4, $5, $6)
+                     ON CONFLICT (owner, account_id) DO UPDATE SET
                         version = t.version + 1, client_id = EXCLUDED.client_id,
                         provider_id = EXCLUDED.provider_id, stored_at = EXCLUDED.stored_at,
                         sealed = EXCLUDED.sealed
@@ -296,9 +314,9 @@ impl TokenStore for PostgresStore {
                         &prepared(
                             &client,
                             "INSERT INTO chart_auth_tokens
-                        (account_id, version, client_id, provider_id, stored_at, sealed)
-                     VALUES ($1, 1, $2, $3, $4, $5)
-                     ON CONFLICT (account_id) DO NOTHING
+                        (owner, account_id, version, client_id, provider_id, stored_at, sealed)
+                     VALUES ($1, $2, 1, $3, $4, $5, $6)
+                     ON CONFLICT (owner, account_id) DO NOTHING
                      RETURNING version",
                         )
                         .await?,
@@ -308,18 +326,20 @@ impl TokenStore for PostgresStore {
             }
             Expect::Version(want) => {
                 let want = i64::try_from(want).map_err(|_| StoreError::Conflict)?;
+                let mut with_version = params.to_vec();
+                with_version.push(&want);
                 client
                     .query_opt(
                         &prepared(
                             &client,
                             "UPDATE chart_auth_tokens SET
-                            version = version + 1, client_id = $2, provider_id = $3,
-                            stored_at = $4, sealed = $5
-                         WHERE account_id = $1 AND version = $6
+                            version = version + 1, client_id = $3, provider_id = $4,
+                            stored_at = $5, sealed = $6
+                         WHERE owner = $1 AND account_id = $2 AND version = $7
                          RETURNING version",
                         )
                         .await?,
-                        &[params[0], params[1], params[2], params[3], params[4], &want],
+                        &with_version,
                     )
                     .await
             }
@@ -330,18 +350,19 @@ impl TokenStore for PostgresStore {
         u64::try_from(version).map_err(|_| corrupt(&record.account_id, "negative version"))
     }
 
-    async fn delete(&self, account_id: &str, expect: Expect) -> Result<bool, StoreError> {
+    async fn delete(&self, key: &RecordKey, expect: Expect) -> Result<bool, StoreError> {
         let client = self.pool.client().await?;
+        let (owner, account) = (&key.owner, &key.account_id);
         match expect {
             Expect::Any => {
                 let n = client
                     .execute(
                         &prepared(
                             &client,
-                            "DELETE FROM chart_auth_tokens WHERE account_id = $1",
+                            "DELETE FROM chart_auth_tokens WHERE owner = $1 AND account_id = $2",
                         )
                         .await?,
-                        &[&account_id],
+                        &[owner, account],
                     )
                     .await
                     .map_err(backend("delete"))?;
@@ -353,10 +374,11 @@ impl TokenStore for PostgresStore {
                     .execute(
                         &prepared(
                             &client,
-                            "DELETE FROM chart_auth_tokens WHERE account_id = $1 AND version = $2",
+                            "DELETE FROM chart_auth_tokens
+                             WHERE owner = $1 AND account_id = $2 AND version = $3",
                         )
                         .await?,
-                        &[&account_id, &want],
+                        &[owner, account, &want],
                     )
                     .await
                     .map_err(backend("delete"))?;
@@ -371,10 +393,10 @@ impl TokenStore for PostgresStore {
                     .query_opt(
                         &prepared(
                             &client,
-                            "SELECT 1 FROM chart_auth_tokens WHERE account_id = $1",
+                            "SELECT 1 FROM chart_auth_tokens WHERE owner = $1 AND account_id = $2",
                         )
                         .await?,
-                        &[&account_id],
+                        &[owner, account],
                     )
                     .await
                     .map_err(backend("delete"))?
@@ -388,10 +410,10 @@ impl TokenStore for PostgresStore {
         }
     }
 
-    async fn list(&self) -> Result<Vec<String>, StoreError> {
+    async fn list(&self) -> Result<Vec<RecordKey>, StoreError> {
         let mut out = Vec::new();
         loop {
-            let page = self.list_page(out.last().map(String::as_str), PAGE).await?;
+            let page = self.list_page(out.last(), PAGE).await?;
             let done = page.len() < PAGE;
             out.extend(page);
             if done {
@@ -400,23 +422,17 @@ impl TokenStore for PostgresStore {
         }
     }
 
-    async fn list_page(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
+    /// One index range scan of the primary key (owner first).
+    async fn list_owner(&self, owner: &[u8]) -> Result<Vec<String>, StoreError> {
         let client = self.pool.client().await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client
             .query(
                 &prepared(
                     &client,
-                    "SELECT account_id FROM chart_auth_tokens
-                 WHERE $1::TEXT IS NULL OR account_id > $1
-                 ORDER BY account_id LIMIT $2",
+                    "SELECT account_id FROM chart_auth_tokens WHERE owner = $1 ORDER BY account_id",
                 )
                 .await?,
-                &[&after, &limit],
+                &[&owner],
             )
             .await
             .map_err(backend("list"))?;
@@ -426,6 +442,30 @@ impl TokenStore for PostgresStore {
                     .map_err(|_| corrupt("?", "an account_id does not decode"))
             })
             .collect()
+    }
+
+    async fn list_page(
+        &self,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        let client = self.pool.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (owner, account) = after.map(|k| (&k.owner, &k.account_id)).unzip();
+        let rows = client
+            .query(
+                &prepared(
+                    &client,
+                    "SELECT owner, account_id FROM chart_auth_tokens
+                 WHERE $1::BYTEA IS NULL OR (owner, account_id) > ($1, $2::TEXT)
+                 ORDER BY owner, account_id LIMIT $3",
+                )
+                .await?,
+                &[&owner, &account, &limit],
+            )
+            .await
+            .map_err(backend("list"))?;
+        rows.iter().map(key_of).collect()
     }
 
     async fn count(&self) -> Result<usize, StoreError> {
