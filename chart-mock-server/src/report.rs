@@ -232,6 +232,12 @@ impl Observations {
         self.seen.clear();
     }
 
+    /// How many observations the window holds.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.seen.len()
+    }
+
     /// Grades every client, named by `name`. `kept`, when given, lists the accounts
     /// whose tokens the clients still hold; without it the disconnect check is not seen.
     pub(crate) fn grade<'a>(

@@ -64,3 +64,24 @@ impl FaultKind {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The control plane's names, as DESIGN §5 spells them.
+    #[test]
+    fn fault_kinds_have_the_contract_names() {
+        let names = [
+            (FaultKind::Latency, "latency"),
+            (FaultKind::Status, "status"),
+            (FaultKind::Reset, "reset"),
+            (FaultKind::Empty, "empty"),
+            (FaultKind::MalformedJson, "malformed_json"),
+            (FaultKind::Truncated, "truncated"),
+        ];
+        for (kind, name) in names {
+            assert_eq!(kind.as_str(), name);
+        }
+    }
+}

@@ -103,3 +103,59 @@ pub(super) fn cut_owned(text: &mut Cow<'static, str>, max: usize) {
         cut(s, max);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(
+        path: Cow<'static, str>,
+        outcome: Cow<'static, str>,
+        metadata: Option<&str>,
+    ) -> Record {
+        Record {
+            request_id: Uuid::nil(),
+            at: 0,
+            method: http::Method::GET,
+            path,
+            status: 200,
+            outcome,
+            client: None,
+            code_id: None,
+            fault: None,
+            metadata: metadata.map(Arc::from),
+        }
+    }
+
+    /// A record costs its fixed part, the method, and every text it owns; text the mock
+    /// wrote itself (borrowed) costs nothing more.
+    #[test]
+    fn a_record_costs_what_it_holds() {
+        let base = record(Cow::Borrowed("/auth/token"), Cow::Borrowed("ok"), None).size();
+        assert_eq!(base, std::mem::size_of::<Record>() + "GET".len());
+        let owned_path = record(Cow::Owned("x".repeat(10)), Cow::Borrowed("ok"), None);
+        assert_eq!(owned_path.size(), base + 10);
+        let owned_outcome = record(Cow::Borrowed("/"), Cow::Owned("y".repeat(7)), None);
+        assert_eq!(owned_outcome.size(), base + 7);
+        let with_metadata = record(Cow::Borrowed("/"), Cow::Borrowed("ok"), Some("zzz"));
+        assert_eq!(with_metadata.size(), base + 3);
+        let mut post = record(Cow::Borrowed("/"), Cow::Borrowed("ok"), None);
+        post.method = http::Method::POST;
+        assert_eq!(post.size(), base + 1);
+    }
+
+    #[test]
+    fn cut_keeps_text_up_to_its_cap_and_cuts_on_a_character_boundary() {
+        let mut at_cap = "a".repeat(256);
+        cut(&mut at_cap, 256);
+        assert_eq!(at_cap, "a".repeat(256));
+        let mut over = "a".repeat(257);
+        cut(&mut over, 256);
+        assert_eq!(over, format!("{}…", "a".repeat(253)));
+        // Two-byte characters: byte 253 is inside one, so the cut steps back to 252.
+        let mut wide = "é".repeat(200);
+        cut(&mut wide, 256);
+        assert_eq!(wide, format!("{}…", "é".repeat(126)));
+        assert!(wide.len() <= 256);
+    }
+}

@@ -99,6 +99,29 @@ mod tests {
         assert_eq!(m.map.len(), 2);
     }
 
+    /// Keys removed from the map (spent, revoked) leave stale entries in the eviction
+    /// order; they are swept once the order passes twice the cap, and not before, so
+    /// the sweep's cost is spread over many inserts and memory stays bounded.
+    #[test]
+    fn stale_order_entries_are_swept_past_twice_the_cap() {
+        let cap = 4;
+        let mut m = Bounded::new(cap);
+        let mut longest = 0;
+        for i in 0..100 {
+            let k = random_id();
+            m.insert(k, i);
+            m.map.remove(&k);
+            longest = longest.max(m.order.len());
+        }
+        assert_eq!(longest, 2 * cap + 1);
+    }
+
+    #[test]
+    fn maps_under_16_times_4096_have_one_shard() {
+        assert_eq!(Shards::<()>::new(16 * 4096 - 1).shards.len(), 1);
+        assert_eq!(Shards::<()>::new(16 * 4096).shards.len(), 16);
+    }
+
     #[test]
     fn a_sharded_map_holds_at_least_its_cap() {
         let cap = 100_000;
