@@ -246,9 +246,9 @@ async fn start<S: TokenStore + 'static>(
         })
         .on_connected(|stored| {
             say(format_args!(
-                "· account {} is now {:?}'s: only their session lists or disconnects it",
+                "· account {} is now {}'s: only their browser session lists or disconnects it",
                 stored.account_id(),
-                stored.owner()
+                String::from_utf8_lossy(stored.owner().as_bytes())
             ));
         })
         .success_page("/?connected=1")

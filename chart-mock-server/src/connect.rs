@@ -446,3 +446,113 @@ fn submit(ctx: &Ctx, p: &Params) -> Resp {
         p,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_css_colours_reach_the_page() {
+        for good in [
+            "#abc",
+            "#abcd",
+            "#a1b2c3",
+            "#a1b2c3d4",
+            " #fff ",
+            "rgb(1,2,3)",
+            "rgba(1, 2, 3, 0.5)",
+            "rgb(10%,20%,30%)",
+            "black",
+            "rebeccapurple",
+        ] {
+            assert_eq!(css_colour(good).as_deref(), Some(good.trim()), "{good:?}");
+        }
+        let keyword_at_cap = "a".repeat(32);
+        assert!(css_colour(&keyword_at_cap).is_some());
+        for bad in [
+            "#ab",
+            "#abcde",
+            "#abcdefg",
+            "#ggg",
+            "rgb(1,2)",
+            "rgb(1,2,3,4,5)",
+            "rgb(1,,3)",
+            "rgb(1,2,3",
+            "rgb(1;2;3)",
+            "rgba(1,2,3,red)",
+            "",
+            "   ",
+            "red;x",
+            "url(x)",
+            "expression(1)",
+            &"a".repeat(33),
+            "bl4ck",
+        ] {
+            assert_eq!(css_colour(bad), None, "{bad:?}");
+        }
+    }
+
+    fn params(query: &str) -> Result<Params, String> {
+        parse(format!("client_id=c&{query}").as_bytes())
+    }
+
+    #[test]
+    fn free_form_values_are_bounded() {
+        let at = "s".repeat(MAX_PARAM_LEN);
+        assert!(params(&format!("state={at}")).is_ok());
+        assert!(params(&format!("state={at}s")).is_err());
+        let object = format!(r#"{{"k":"{}"}}"#, "v".repeat(MAX_PARAM_LEN - 8));
+        assert_eq!(object.len(), MAX_PARAM_LEN);
+        assert!(params(&format!("metadata={object}")).is_ok());
+        let over = format!(r#"{{"k":"{}"}}"#, "v".repeat(MAX_PARAM_LEN - 7));
+        assert!(params(&format!("metadata={over}")).is_err());
+        assert!(params("metadata=[1]").is_err(), "an array is not an object");
+        assert!(params("metadata=nope").is_err());
+        let flow = "f".repeat(64);
+        assert_eq!(
+            params(&format!("flow={flow}")).unwrap().flow,
+            Some(flow.clone())
+        );
+        assert!(params(&format!("flow={flow}f")).is_err());
+        assert!(params("flow=a-b_c9").is_ok());
+        assert!(params("flow=a%20b").is_err());
+        let id = "i".repeat(256);
+        assert_eq!(
+            params(&format!("session_settings_id={id}"))
+                .unwrap()
+                .session_settings_id,
+            Some(id.clone())
+        );
+        assert_eq!(
+            params(&format!("session_settings_id={id}i"))
+                .unwrap()
+                .session_settings_id,
+            None
+        );
+    }
+
+    #[test]
+    fn providers_keep_known_ids_once_in_order() {
+        let p = params("providers=irs,%20turbotax,irs,nope").unwrap();
+        assert_eq!(
+            p.providers,
+            Some(vec!["irs".to_owned(), "turbotax".to_owned()])
+        );
+        assert!(params("providers=nope,other").is_err());
+        assert_eq!(params("").unwrap().providers, None);
+    }
+
+    #[test]
+    fn the_embedded_flow_needs_an_origin_and_the_rest_has_defaults() {
+        assert!(params("app_type=spa").is_err());
+        let p = params("app_type=spa&sdk_host_url=http://localhost:5173/x").unwrap();
+        assert!(p.spa);
+        assert_eq!(p.sdk_host_url.as_deref(), Some("http://localhost:5173"));
+        let p = params("app_type=other").unwrap();
+        assert!(!p.spa);
+        assert_eq!(p.provider_id, "chart-sandbox");
+        assert_eq!(p.outcome, Scenario::Success);
+        assert!(params("outcome=nope").is_err());
+        assert!(parse(b"state=x").is_err(), "the client_id is required");
+    }
+}
