@@ -535,15 +535,23 @@ async fn demo_embedded_press(b: &Browser, control: &str) {
         .await
         .unwrap();
     b.client.enter_frame(0).await.unwrap();
-    b.client
+    let button = b
+        .client
         .wait()
         .at_most(WAIT)
         .for_element(Locator::Css(control))
         .await
-        .unwrap()
-        .click()
-        .await
         .unwrap();
+    // The overlay opens with a transition: the control exists before it has a size.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !button.is_displayed().await.unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{control} never became visible"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    button.click().await.unwrap();
     b.client.enter_parent_frame().await.unwrap();
 }
 
