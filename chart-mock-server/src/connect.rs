@@ -492,6 +492,41 @@ mod tests {
         }
     }
 
+    fn body(resp: Resp) -> String {
+        match resp.into_body() {
+            crate::response::MockBody::Full(Some(bytes)) => {
+                String::from_utf8(bytes.to_vec()).unwrap()
+            }
+            _ => panic!("a full body"),
+        }
+    }
+
+    #[test]
+    fn a_refusal_posts_an_error_to_the_parent_in_the_embedded_flow_only() {
+        let embedded = body(refusal(
+            b"app_type=spa&sdk_host_url=http://localhost:5173",
+            "No.",
+        ));
+        assert!(embedded.contains("postMessage") && embedded.contains(r#""kind":"error""#));
+        let redirect = body(refusal(b"sdk_host_url=http://localhost:5173", "No."));
+        assert!(!redirect.contains("postMessage"), "{redirect}");
+    }
+
+    #[test]
+    fn the_form_defaults_to_the_sandbox_provider_when_offered_else_the_first() {
+        let all = body(form(&params("").unwrap()));
+        assert!(
+            all.contains(r#"<option value="chart-sandbox" selected>"#),
+            "{all}"
+        );
+        let two = body(form(&params("providers=irs,turbotax").unwrap()));
+        assert!(two.contains(r#"<option value="irs" selected>"#), "{two}");
+        assert!(
+            !two.contains(r#"<option value="turbotax" selected>"#),
+            "{two}"
+        );
+    }
+
     fn params(query: &str) -> Result<Params, String> {
         parse(format!("client_id=c&{query}").as_bytes())
     }
