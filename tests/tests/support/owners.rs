@@ -207,4 +207,33 @@ pub async fn legacy_records_move_to_v2_under_the_named_owner<S: TokenStore>(stor
         (0, 1, 1),
         "{again:?}"
     );
+
+    // A run that stopped between writing the owned copy and deleting the legacy record
+    // left both: the next run keeps the owned copy and finishes the move.
+    vault
+        .store()
+        .put(&legacy("golden-account", GOLDEN_7), Expect::Absent)
+        .await
+        .unwrap();
+    let resumed = vault
+        .rewrap_with(
+            |account| (account == "golden-account").then(|| alice.clone()),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (resumed.rewrapped, resumed.unchanged, resumed.unowned),
+        (1, 1, 1),
+        "{resumed:?}"
+    );
+    assert!(vault.store().get(&legacy_key).await.unwrap().is_none());
+    assert_eq!(
+        vault
+            .unseal(&alice, "golden-account")
+            .await
+            .unwrap()
+            .expose_secret(),
+        "golden-token-under-key-7"
+    );
 }
