@@ -380,3 +380,25 @@ fn the_pin_comes_from_a_private_file_and_never_shows() {
     assert!(!holds_any(ring_debug.as_bytes(), &KEY_1));
     assert!(ring_debug.contains("pkcs11"), "{ring_debug}");
 }
+
+/// What an HSM key source shows of itself: where the key is and how it wraps, never
+/// the PIN.
+#[test]
+fn an_hsm_source_describes_its_key_and_token_and_never_the_pin() {
+    let token = fresh_token();
+    let hsm = token.kek("kek-shown");
+    let shown = format!("{hsm:?}");
+    assert!(shown.starts_with("Pkcs11KeySource"), "{shown}");
+    for part in ["kek-shown", token.label.as_str(), "AesKeyWrapPad"] {
+        assert!(shown.contains(part), "{part} is not in {shown}");
+    }
+    assert!(!shown.contains(PIN), "{shown}");
+    assert_eq!(
+        hsm.describe(),
+        format!(
+            "key-encryption key \"kek-shown\" in token {:?} (aes-key-wrap-pad)",
+            token.label
+        )
+    );
+    assert!(!hsm.describe().contains(PIN));
+}
