@@ -235,6 +235,19 @@ mod tests {
     }
 
     #[test]
+    fn kept_lists_the_accounts_of_its_query_parameter() {
+        let at = |uri: &str| kept(&Request::builder().uri(uri).body(()).unwrap());
+        assert_eq!(at("/__chart/report"), None);
+        assert_eq!(at("/__chart/report?other=a"), None);
+        let listed = at("/__chart/report?x=1&kept=a,%20b,,c").unwrap();
+        assert_eq!(
+            listed,
+            ["a", "b", "c"].map(String::from).into_iter().collect()
+        );
+        assert_eq!(at("/__chart/report?kept="), Some(Default::default()));
+    }
+
+    #[test]
     fn the_control_plane_is_open_on_loopback_and_guarded_elsewhere() {
         let loopback: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();

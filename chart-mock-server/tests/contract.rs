@@ -322,6 +322,10 @@ async fn control_plane_routes(t: Target) {
     t.post_json("/__chart/faults", &json!({"kind": "status"}))
         .await
         .error(400, "invalid_request_error");
+    // A fault for no request at all is a mistake, not a no-op.
+    t.post_json("/__chart/faults", &json!({"kind": "reset", "times": 0}))
+        .await
+        .error(400, "invalid_request_error");
     t.send(Method::GET, "/__chart/codes", &[], "")
         .await
         .error(405, "method_not_allowed");
