@@ -402,3 +402,100 @@ fn an_hsm_source_describes_its_key_and_token_and_never_the_pin() {
     );
     assert!(!hsm.describe().contains(PIN));
 }
+
+/// With AES-GCM, each wrapped key is bound to its key id (the AAD): wrapped keys swapped
+/// between two lines of the file do not unwrap.
+#[test]
+fn gcm_wrapped_keys_swapped_between_ids_do_not_unwrap() {
+    let token = fresh_token();
+    token.config("kek").create_kek().unwrap();
+    let gcm: Arc<dyn KeySource> = Arc::new(
+        token
+            .config("kek")
+            .mechanism(WrapMechanism::AesGcm)
+            .open()
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.txt");
+    let mut ring = known_ring();
+    ring.set_key_source(gcm.clone());
+    ring.save(&keys).unwrap();
+    let text = std::fs::read_to_string(&keys).unwrap();
+    let wrapped = |id: &str| {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap();
+        line.rsplit(' ').next().unwrap().to_owned()
+    };
+    let (one, two) = (wrapped("1"), wrapped("2"));
+    let swapped = text
+        .replace(&one, "<one>")
+        .replace(&two, &one)
+        .replace("<one>", &two);
+    assert_ne!(swapped, text);
+    std::fs::write(&keys, swapped).unwrap();
+    assert!(
+        Keyring::load_with(&keys, gcm).is_err(),
+        "a wrapped key opened under another key id"
+    );
+}
+
+/// A KEK must be an AES key, and the GCM mechanism needs one that may encrypt and
+/// decrypt: anything else is refused when the source opens, by name.
+#[test]
+fn a_kek_that_is_not_aes_or_may_not_encrypt_is_refused() {
+    let token = fresh_token();
+    let open = |config: Pkcs11Config| config.open().map(|_| ()).unwrap_err();
+    let (slot_session, _context) = session_on(&token.label);
+    slot_session
+        .generate_key(
+            &Mechanism::GenericSecretKeyGen,
+            &[
+                Attribute::Token(true),
+                Attribute::Label(b"generic".to_vec()),
+                Attribute::ValueLen(32u64.into()),
+                Attribute::Extractable(false),
+            ],
+        )
+        .unwrap();
+    let e = open(token.config("generic"));
+    assert!(
+        matches!(e, KeySourceError::KekUnusable { ref reason, .. } if reason.contains("not an AES key")),
+        "{e:?}"
+    );
+    slot_session
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Token(true),
+                Attribute::Label(b"no-encrypt".to_vec()),
+                Attribute::ValueLen(32u64.into()),
+                Attribute::Extractable(false),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+            ],
+        )
+        .unwrap();
+    let e = open(token.config("no-encrypt").mechanism(WrapMechanism::AesGcm));
+    assert!(
+        matches!(e, KeySourceError::KekUnusable { ref reason, .. } if reason.contains("encrypt and decrypt")),
+        "{e:?}"
+    );
+}
+
+/// A logged-in read-write session on the token labelled `token_label`.
+fn session_on(token_label: &str) -> (cryptoki::session::Session, Pkcs11) {
+    let context = Pkcs11::new(MODULE).unwrap();
+    let _ = context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = context
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| context.get_token_info(*s).unwrap().label() == token_label)
+        .unwrap();
+    let session = context.open_rw_session(slot).unwrap();
+    let _ = session.login(UserType::User, Some(&AuthPin::new(PIN.into())));
+    (session, context)
+}
