@@ -271,7 +271,37 @@ fn each_way_the_hsm_refuses_has_its_own_error() {
     assert!(matches!(
         token.config("kek").create_kek(),
         Err(KeySourceError::KekUnusable { .. })
-    ));
+    )); // A KEK must be an AES key, and the GCM mechanism needs one that may encrypt and
+    // decrypt. (Raw cryptoki sessions stay in this one test: a second context in a
+    // test running alongside would finalize the module under the others.)
+    make_key(
+        &token.label,
+        Mechanism::GenericSecretKeyGen,
+        &[
+            Attribute::Label(b"generic".to_vec()),
+            Attribute::Extractable(false),
+        ],
+    );
+    make_key(
+        &token.label,
+        Mechanism::AesKeyGen,
+        &[
+            Attribute::Label(b"no-encrypt".to_vec()),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+        ],
+    );
+    let e = open(token.config("generic"));
+    assert!(
+        matches!(e, KeySourceError::KekUnusable { reason, .. } if reason.contains("not an AES key")),
+        "{e:?}"
+    );
+    let e = open(token.config("no-encrypt").mechanism(WrapMechanism::AesGcm));
+    assert!(
+        matches!(e, KeySourceError::KekUnusable { reason, .. } if reason.contains("encrypt and decrypt")),
+        "{e:?}"
+    );
 }
 
 /// An AES key made straight through cryptoki, with the attributes a KEK must not have.
@@ -442,51 +472,9 @@ fn gcm_wrapped_keys_swapped_between_ids_do_not_unwrap() {
     );
 }
 
-/// A KEK must be an AES key, and the GCM mechanism needs one that may encrypt and
-/// decrypt: anything else is refused when the source opens, by name.
-#[test]
-fn a_kek_that_is_not_aes_or_may_not_encrypt_is_refused() {
-    let token = fresh_token();
-    let open = |config: Pkcs11Config| config.open().map(|_| ()).unwrap_err();
-    let (slot_session, _context) = session_on(&token.label);
-    slot_session
-        .generate_key(
-            &Mechanism::GenericSecretKeyGen,
-            &[
-                Attribute::Token(true),
-                Attribute::Label(b"generic".to_vec()),
-                Attribute::ValueLen(32u64.into()),
-                Attribute::Extractable(false),
-            ],
-        )
-        .unwrap();
-    let e = open(token.config("generic"));
-    assert!(
-        matches!(e, KeySourceError::KekUnusable { ref reason, .. } if reason.contains("not an AES key")),
-        "{e:?}"
-    );
-    slot_session
-        .generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::Token(true),
-                Attribute::Label(b"no-encrypt".to_vec()),
-                Attribute::ValueLen(32u64.into()),
-                Attribute::Extractable(false),
-                Attribute::Encrypt(false),
-                Attribute::Decrypt(false),
-            ],
-        )
-        .unwrap();
-    let e = open(token.config("no-encrypt").mechanism(WrapMechanism::AesGcm));
-    assert!(
-        matches!(e, KeySourceError::KekUnusable { ref reason, .. } if reason.contains("encrypt and decrypt")),
-        "{e:?}"
-    );
-}
-
-/// A logged-in read-write session on the token labelled `token_label`.
-fn session_on(token_label: &str) -> (cryptoki::session::Session, Pkcs11) {
+/// A 32-byte token key made straight through cryptoki with `mechanism` and `attributes`,
+/// in a session that ends at once (as `make_bad_key`'s does).
+fn make_key(token_label: &str, mechanism: Mechanism<'_>, attributes: &[Attribute]) {
     let context = Pkcs11::new(MODULE).unwrap();
     let _ = context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
     let slot = context
@@ -497,5 +485,7 @@ fn session_on(token_label: &str) -> (cryptoki::session::Session, Pkcs11) {
         .unwrap();
     let session = context.open_rw_session(slot).unwrap();
     let _ = session.login(UserType::User, Some(&AuthPin::new(PIN.into())));
-    (session, context)
+    let mut all = vec![Attribute::Token(true), Attribute::ValueLen(32u64.into())];
+    all.extend_from_slice(attributes);
+    session.generate_key(&mechanism, &all).unwrap();
 }
