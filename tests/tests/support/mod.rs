@@ -14,7 +14,7 @@ pub mod tls;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chart_auth::vault::{Keyring, MemoryStore, Vault};
+use chart_auth::vault::{Keyring, MemoryStore, TokenStore, Vault};
 use chart_auth::{
     AuthorizationCode, ChartClient, ChartConnect, ClientSecret, CodeReceived, Config,
     ConfigBuilder, ConnectStateSigner, Connection, Flow, FlowKind, Owner, Session,
@@ -131,20 +131,7 @@ impl Env {
 
     /// A code as it arrives at the callback, with a state this client signed.
     pub fn receive(&self, code: &str, flow: Flow) -> Connection<CodeReceived> {
-        let kind = flow.kind();
-        let start = self
-            .chart
-            .begin_connect(flow, SESSION, &owner())
-            .expect("begin");
-        self.chart
-            .receive_code(
-                AuthorizationCode::new(code),
-                &start.state,
-                SESSION,
-                &owner(),
-                kind,
-            )
-            .expect("verified")
+        receive_on(&self.chart, code, flow)
     }
 
     pub fn redirect_code(&self, scenario: Scenario) -> Connection<CodeReceived> {
@@ -190,6 +177,16 @@ pub fn receive_via(client: &ChartClient, code: &str, flow: Flow) -> Connection<C
             MemoryStore::default(),
         )),
     );
+    receive_on(&chart, code, flow)
+}
+
+/// A code as it arrives at `chart`'s callback: a state begun for the test user's
+/// session and owner, then verified.
+pub fn receive_on<S: TokenStore>(
+    chart: &ChartConnect<S>,
+    code: &str,
+    flow: Flow,
+) -> Connection<CodeReceived> {
     let kind = flow.kind();
     let start = chart.begin_connect(flow, SESSION, &owner()).expect("begin");
     chart
