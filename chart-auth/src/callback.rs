@@ -71,13 +71,33 @@ const MAX_DENIED_ERROR_CHARS: usize = 64;
 type SessionFn = dyn Fn(&http::request::Parts) -> Option<Session> + Send + Sync;
 type ConnectedFn = dyn Fn(&Connection<Stored>) + Send + Sync;
 
-/// Who is calling back, as your server-side session knows it.
-#[derive(Clone, Debug)]
+/// Who is calling back, as your server-side session knows it. Its `Debug` shows the
+/// owner, never the binding (a session id is a credential).
+///
+/// ```
+/// use chart_auth::{Owner, Session};
+/// let session = Session { binding: b"sid-secret".to_vec(), owner: Owner::new("user-1")? };
+/// assert_eq!(
+///     format!("{session:?}"),
+///     r#"Session { binding: "<redacted>", owner: Owner("user-1") }"#
+/// );
+/// # Ok::<(), chart_auth::OwnerError>(())
+/// ```
+#[derive(Clone)]
 pub struct Session {
     /// What the Connect state is bound to: the session id, or a hash of it.
     pub binding: Vec<u8>,
     /// Whose account the callback connects: your user or tenant.
     pub owner: Owner,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("binding", &"<redacted>")
+            .field("owner", &self.owner)
+            .finish()
+    }
 }
 
 /// Builds a [`CallbackService`].
