@@ -857,3 +857,12 @@ async fn limits_posted_errors_retry_after_and_a_released_replay_claim() {
     let (resp, _, _) = call(&reachable, get(&q(&code, &state), None)).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
 }
+
+/// A session's Debug names the owner and never the binding: a session id is a credential.
+#[test]
+fn a_session_shows_its_owner_and_never_its_binding() {
+    assert_eq!(
+        format!("{:?}", session()),
+        r#"Session { binding: "<redacted>", owner: Owner("owner-test-user") }"#
+    );
+}
