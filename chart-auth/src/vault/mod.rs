@@ -509,7 +509,7 @@ impl<S: TokenStore> Vault<S> {
                 .await
             {
                 Ok(_) => report.rewrapped += 1,
-                Err(StoreError::Conflict) => report.raced -= /* ~ changed by cargo-mutants ~ */ 1,
+                Err(StoreError::Conflict) => report.raced += 1,
                 Err(e) => return Err(in_record(VaultError::Store(e)).into()),
             }
             return Ok(());
