@@ -40,7 +40,7 @@ use crate::secret::{AccessToken, AuthorizationCode};
 /// The longest authorization code accepted from a callback. Chart's codes are far
 /// shorter; its token endpoint refuses fields over 4 KiB.
 pub const MAX_CODE_LEN: usize = 2048;
-use crate::vault::{StoredAccount, TokenStore, Vault};
+use crate::vault::{ReplacedRecord, StoredAccount, TokenStore, Vault};
 use crate::wire::Introspection;
 
 /// What [`ChartConnect::begin_connect`] gives: the signed Connect state and, for the
@@ -96,6 +96,40 @@ pub struct Exchanged {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored {
     account: StoredAccount,
+    replaced: Option<Replaced>,
+}
+
+/// What became of the token that a reconnect replaced, when
+/// [`ChartConnect::complete`] stored a new token over an earlier record of the same
+/// owner and account ([`Connection::replaced`]).
+///
+/// A replaced token for another provider is revoked at Chart. One for the same provider
+/// is left alone: Chart's `/disconnect` revokes every token of a taxpayer and provider,
+/// so revoking the old token would revoke the new one too. The old one shares the new
+/// one's grant, and the new one's disconnect ends both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Replaced {
+    /// The replaced token (of another provider) was revoked at Chart, or Chart no
+    /// longer knew it.
+    Revoked {
+        /// The replaced record's provider.
+        provider_id: ProviderId,
+    },
+    /// Revoking the replaced token failed (the error is logged): it may still be live
+    /// at Chart until the taxpayer disconnects that provider.
+    RevokeFailed {
+        /// The replaced record's provider.
+        provider_id: ProviderId,
+    },
+    /// The replaced token was for the same provider: not revoked (see above).
+    SameGrant,
+    /// The replaced record no longer unsealed (corrupt, or under a retired key), so its
+    /// token could not be revoked.
+    Unreadable {
+        /// The replaced record's provider.
+        provider_id: ProviderId,
+    },
 }
 
 impl sealed::Sealed for CodeReceived {}
@@ -242,30 +276,37 @@ impl Connection<Exchanged> {
     }
 
     /// Seals the access token in the vault. The stored connection holds no plaintext.
+    ///
+    /// This bare path replaces an earlier record of the same owner and account without
+    /// revoking its token, since it has no client to revoke with:
+    /// [`ChartConnect::complete`] does revoke it ([`Replaced`]).
     pub async fn store<S: TokenStore>(self, vault: &Vault<S>) -> Result<Connection<Stored>, Error> {
-        let account = put(vault, &self.stage).await?;
+        check_client(vault, &self.stage)?;
+        let stage = &self.stage;
+        let account = vault
+            .put(
+                &stage.owner,
+                &stage.account_id,
+                &stage.provider_id,
+                &stage.token,
+            )
+            .await?;
         Ok(Connection {
-            stage: Stored { account },
+            stage: Stored {
+                account,
+                replaced: None,
+            },
         })
     }
 }
 
-/// Seals an exchanged token in a vault of the same client.
-async fn put<S: TokenStore>(
-    vault: &Vault<S>,
-    exchanged: &Exchanged,
-) -> Result<StoredAccount, Error> {
-    if exchanged.client_id != vault.client_id() {
-        return Err(VaultError::WrongClient.into());
+/// Refuses to seal a token in the vault of another client.
+fn check_client<S>(vault: &Vault<S>, exchanged: &Exchanged) -> Result<(), VaultError> {
+    if exchanged.client_id == vault.client_id() {
+        Ok(())
+    } else {
+        Err(VaultError::WrongClient)
     }
-    vault
-        .put(
-            &exchanged.owner,
-            &exchanged.account_id,
-            &exchanged.provider_id,
-            &exchanged.token,
-        )
-        .await
 }
 
 impl Connection<Stored> {
@@ -297,6 +338,12 @@ impl Connection<Stored> {
     /// When the token was stored.
     pub fn stored_at(&self) -> SystemTime {
         self.stage.account.stored_at()
+    }
+
+    /// What became of the token of the record this connection replaced (a reconnect
+    /// of an account the owner already had); `None` if there was none.
+    pub fn replaced(&self) -> Option<&Replaced> {
+        self.stage.replaced.as_ref()
     }
 }
 
@@ -499,10 +546,30 @@ impl<S: TokenStore> ChartConnect<S> {
         received: Connection<CodeReceived>,
     ) -> Result<Connection<Stored>, Error> {
         let exchanged = received.exchange(&self.client).await?;
-        match put(&self.vault, &exchanged.stage).await {
-            Ok(account) => Ok(Connection {
-                stage: Stored { account },
-            }),
+        let stage = &exchanged.stage;
+        let stored = match check_client(&self.vault, stage) {
+            Ok(()) => {
+                self.vault
+                    .replace(
+                        &stage.owner,
+                        &stage.account_id,
+                        &stage.provider_id,
+                        &stage.token,
+                    )
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        match stored {
+            Ok((account, old)) => {
+                let replaced = match old {
+                    Some(old) => Some(self.revoke_replaced(old, &stage.provider_id).await),
+                    None => None,
+                };
+                Ok(Connection {
+                    stage: Stored { account, replaced },
+                })
+            }
             Err(source) => {
                 let revoked = self
                     .client
@@ -514,6 +581,31 @@ impl<S: TokenStore> ChartConnect<S> {
                     revoked,
                     source: Box::new(source),
                 })
+            }
+        }
+    }
+
+    /// Revokes the token of a record that a reconnect replaced, unless it shares the
+    /// new token's provider (see [`Replaced`]).
+    async fn revoke_replaced(&self, old: ReplacedRecord, provider_id: &ProviderId) -> Replaced {
+        let old_provider = old.provider_id().clone();
+        let Some(token) = old.token() else {
+            return Replaced::Unreadable {
+                provider_id: old_provider,
+            };
+        };
+        if old_provider == *provider_id {
+            return Replaced::SameGrant;
+        }
+        match self.client.disconnect_token(token).await {
+            Ok(()) | Err(Error::InvalidToken(_)) => Replaced::Revoked {
+                provider_id: old_provider,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, provider = %old_provider, "the replaced token was not revoked");
+                Replaced::RevokeFailed {
+                    provider_id: old_provider,
+                }
             }
         }
     }

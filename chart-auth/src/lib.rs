@@ -136,7 +136,8 @@ pub use error::{
     VaultError,
 };
 pub use flow::{
-    ChartConnect, CodeReceived, ConnectStart, Connection, Exchanged, MAX_CODE_LEN, Stage, Stored,
+    ChartConnect, CodeReceived, ConnectStart, Connection, Exchanged, MAX_CODE_LEN, Replaced, Stage,
+    Stored,
 };
 pub use ids::{Owner, OwnerError, ProviderId};
 #[cfg(feature = "postgres")]

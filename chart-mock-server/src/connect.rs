@@ -412,6 +412,7 @@ fn submit(ctx: &Ctx, p: &Params) -> Resp {
             redirect_uri: if p.spa { None } else { p.redirect_uri.clone() },
             scenario: Some(p.outcome),
             metadata: p.metadata.clone(),
+            taxpayer_id: None,
         };
         match ctx.chart.mint(&mint) {
             Ok(m) => Some(m.code),

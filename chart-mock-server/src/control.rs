@@ -119,7 +119,8 @@ pub(crate) async fn control_plane(
                 Err(
                     e @ (MintError::UnknownClient
                     | MintError::UnregisteredRedirect
-                    | MintError::BadProvider),
+                    | MintError::BadProvider
+                    | MintError::BadTaxpayer),
                 ) => error_std(StatusCode::BAD_REQUEST, &e.to_string()),
             },
             Err(resp) => resp,

@@ -359,6 +359,44 @@ async fn control_plane_routes(t: Target) {
     assert_eq!(t.journal().await.len(), 1, "only the GET that reads it");
 }
 
+/// A code minted for a returning taxpayer answers with that taxpayer's id, whatever the
+/// provider; an id that is not a lowercase hyphenated UUID is refused at minting.
+async fn returning_taxpayer(t: Target) {
+    const TAXPAYER: &str = "0b7e4c1a-3f2d-4e5b-9a6c-8d7e6f5a4b3c";
+    let mut tokens = Vec::new();
+    for provider in ["irs", "turbotax"] {
+        let minted = t
+            .mint(json!({"client_id": CLIENT, "provider_id": provider, "taxpayer_id": TAXPAYER}))
+            .await;
+        assert_eq!(minted.status, StatusCode::CREATED);
+        let code = minted.json()["code"].as_str().unwrap().to_owned();
+        let answer = t.exchange(&code, None).await.json();
+        assert_eq!(
+            (
+                &answer["account_id"],
+                &answer["taxpayer_id"],
+                &answer["provider_id"]
+            ),
+            (&json!(TAXPAYER), &json!(TAXPAYER), &json!(provider))
+        );
+        tokens.push(answer["access_token"].as_str().unwrap().to_owned());
+    }
+    assert_ne!(tokens[0], tokens[1], "each exchange issues its own token");
+    // Without one, every exchange is a new taxpayer.
+    let fresh = t.code(None, "success").await;
+    assert_ne!(
+        t.exchange(&fresh, None).await.json()["account_id"],
+        TAXPAYER
+    );
+    for bad in ["0B7E4C1A-3F2D-4E5B-9A6C-8D7E6F5A4B3C", "taxpayer-1", ""] {
+        let refused = t
+            .mint(json!({"client_id": CLIENT, "taxpayer_id": bad}))
+            .await
+            .error(400, "invalid_request_error");
+        assert!(refused.contains("taxpayer_id"), "{refused}");
+    }
+}
+
 async fn faults(t: Target) {
     let t = &t;
     let fault = |v: serde_json::Value| async move {
@@ -854,6 +892,7 @@ contract! {
     configured_rate_limit_gives_429("rate_limit_per_minute = 2") => configured_rate_limit;
     introspect_disconnect_and_reuse_revocation("") => tokens_introspect_disconnect_and_reuse;
     every_control_plane_route("") => control_plane_routes;
+    a_returning_taxpayer_keeps_their_id("") => returning_taxpayer;
     every_fault_kind("") => faults;
     connect_page_for_both_flows("") => connect_page;
 }

@@ -421,6 +421,81 @@ async fn a_disconnect_deletes_only_the_record_it_revoked_on_a_file_store() {
 }
 
 #[tokio::test]
+async fn concurrent_reconnects_lose_no_token_on_a_file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || chart_auth::vault::FileStore::open(dir.path()).unwrap();
+    support::gate::concurrent_replaces_lose_no_token(open(), open()).await;
+}
+
+/// A reconnect of an account its owner already has (a returning taxpayer) replaces the
+/// record. The replaced token is revoked when it was for another provider, and left
+/// alone when it shares the new token's provider, because Chart's `/disconnect`
+/// revokes every token of a taxpayer and provider (DESIGN §5), the new one included.
+#[tokio::test]
+async fn a_reconnect_revokes_the_token_it_replaced_for_another_provider() {
+    const TAXPAYER: &str = "5f0c2a9e-8b1d-4c3e-a7f6-0d9e8c7b6a51";
+    let env = support::env().await;
+    let reconnect = |provider: &str| {
+        let code = env
+            .mock
+            .mint_code(&chart_mock_server::MintRequest {
+                client_id: SANDBOX_CLIENT_ID.into(),
+                provider_id: Some(provider.into()),
+                taxpayer_id: Some(TAXPAYER.into()),
+                ..Default::default()
+            })
+            .unwrap()
+            .code;
+        env.chart.complete(env.receive(&code, Flow::Embedded))
+    };
+    let disconnects = || {
+        env.mock
+            .journal()
+            .iter()
+            .filter(|e| e.path == "/disconnect")
+            .count()
+    };
+
+    let first = reconnect("irs").await.unwrap();
+    assert_eq!((first.account_id(), first.replaced()), (TAXPAYER, None));
+    let irs_token = env.vault.unseal(&owner(), TAXPAYER).await.unwrap();
+
+    let second = reconnect("turbotax").await.unwrap();
+    assert_eq!(
+        second.replaced(),
+        Some(&chart_auth::Replaced::Revoked {
+            provider_id: "irs".into()
+        })
+    );
+    assert!(matches!(
+        env.client.introspect_token(&irs_token).await,
+        Err(chart_auth::Error::InvalidToken(_))
+    ));
+    env.chart.introspect(&owner(), TAXPAYER).await.unwrap();
+    assert_eq!(disconnects(), 1);
+
+    let third = reconnect("turbotax").await.unwrap();
+    assert_eq!(third.replaced(), Some(&chart_auth::Replaced::SameGrant));
+    assert_eq!(disconnects(), 1, "a token of the same grant is not revoked");
+
+    // Chart refusing the revoke is reported, and the new token is stored all the same.
+    env.mock.add_fault(chart_mock_server::Fault {
+        path: "/disconnect".into(),
+        status: Some(500),
+        ..support::fault(chart_mock_server::FaultKind::Status)
+    });
+    let fourth = reconnect("irs").await.unwrap();
+    assert_eq!(
+        fourth.replaced(),
+        Some(&chart_auth::Replaced::RevokeFailed {
+            provider_id: "turbotax".into()
+        })
+    );
+    assert_eq!(fourth.provider_id().as_str(), "irs");
+    env.chart.introspect(&owner(), TAXPAYER).await.unwrap();
+}
+
+#[tokio::test]
 async fn chart_connect_debug_names_its_parts_and_no_secret() {
     let env = support::env().await;
     let shown = format!("{:?}", env.chart);

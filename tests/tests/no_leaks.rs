@@ -95,7 +95,7 @@ async fn no_secret_reaches_logs_panics_errors_or_the_journal() {
             provider_id: None,
             redirect_uri: redirect.then(redirect_uri),
             scenario: Some(scenario),
-            metadata: None,
+            ..Default::default()
         })
         .unwrap()
         .code

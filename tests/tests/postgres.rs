@@ -1066,6 +1066,13 @@ async fn a_disconnect_deletes_only_the_record_it_revoked_across_two_pools() {
 }
 
 #[tokio::test]
+async fn concurrent_reconnects_lose_no_token_across_two_pools() {
+    let db = TestDb::create().await;
+    let other = PostgresStore::new(&db.pool());
+    support::gate::concurrent_replaces_lose_no_token(db.store().await, other).await;
+}
+
+#[tokio::test]
 async fn another_owner_reaches_nothing_on_postgres() {
     let db = TestDb::create().await;
     let env = support::env().await;

@@ -85,7 +85,7 @@ fn mint(mock: &MockServer, client: &str, redirect: bool, scenario: Scenario) -> 
         provider_id: None,
         redirect_uri: redirect.then(redirect_uri),
         scenario: Some(scenario),
-        metadata: None,
+        ..Default::default()
     })
     .unwrap()
     .code

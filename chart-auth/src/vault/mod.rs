@@ -160,6 +160,31 @@ fn check_filed_under(
 /// Accounts read per page while rewrapping.
 const REWRAP_PAGE: usize = 500;
 
+/// How many times [`Vault::replace`] rereads a record that another writer changed
+/// between its read and its write before it gives up with a conflict.
+const REPLACE_ATTEMPTS: usize = 8;
+
+/// The record that a [`Vault::replace`] replaced: its provider and, if it still
+/// unsealed, its token, for the caller to revoke. The token zeroizes on drop.
+#[derive(Debug)]
+pub struct ReplacedRecord {
+    provider_id: ProviderId,
+    token: Option<AccessToken>,
+}
+
+impl ReplacedRecord {
+    /// The provider of the replaced record.
+    pub fn provider_id(&self) -> &ProviderId {
+        &self.provider_id
+    }
+
+    /// The replaced token; `None` if the record no longer unsealed (corrupt, or under a
+    /// retired key), so that nothing can revoke it.
+    pub fn token(&self) -> Option<&AccessToken> {
+        self.token.as_ref()
+    }
+}
+
 /// What [`Vault::rewrap`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RewrapReport {
@@ -268,7 +293,8 @@ impl<S: TokenStore> Vault<S> {
     }
 
     /// Seals `token` under the primary key and stores it as `owner`'s record of the
-    /// account, replacing any earlier one.
+    /// account, replacing any earlier one unseen. To learn which token was replaced (so
+    /// that it can be revoked), use [`Vault::replace`].
     pub async fn put(
         &self,
         owner: &Owner,
@@ -276,6 +302,88 @@ impl<S: TokenStore> Vault<S> {
         provider_id: &ProviderId,
         token: &AccessToken,
     ) -> Result<StoredAccount, Error> {
+        let (key, record) = self.sealed_record(owner, account_id, provider_id, token)?;
+        self.store
+            .put(&record, Expect::Any)
+            .await
+            .map_err(VaultError::Store)?;
+        Ok(StoredAccount::of_record(&self.client_id, &key, &record)?)
+    }
+
+    /// Like [`Vault::put`], and also hands back the token of the record it replaced, if
+    /// there was one. The write is a compare-and-swap on the version read, retried when
+    /// another writer got in between, so that among concurrent replacements (on any
+    /// instance sharing the store) every token ends up either stored or handed back to
+    /// exactly one caller, never silently overwritten.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use chart_auth::vault::{Keyring, MemoryStore, Vault};
+    /// use chart_auth::{AccessToken, Owner};
+    /// let vault = Vault::new("my-client", Keyring::generate(), MemoryStore::default());
+    /// let alice = Owner::new("alice")?;
+    /// let (_, none) = vault.replace(&alice, "acct-1", &"irs".into(), &AccessToken::new("old")).await?;
+    /// assert!(none.is_none());
+    /// let (_, old) = vault.replace(&alice, "acct-1", &"turbotax".into(), &AccessToken::new("new")).await?;
+    /// let old = old.unwrap();
+    /// assert_eq!((old.provider_id().as_str(), old.token().unwrap().expose_secret()), ("irs", "old"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub async fn replace(
+        &self,
+        owner: &Owner,
+        account_id: &str,
+        provider_id: &ProviderId,
+        token: &AccessToken,
+    ) -> Result<(StoredAccount, Option<ReplacedRecord>), Error> {
+        let (key, record) = self.sealed_record(owner, account_id, provider_id, token)?;
+        for _ in 0..REPLACE_ATTEMPTS {
+            let old = self.store.get(&key).await.map_err(VaultError::Store)?;
+            let expect = old
+                .as_ref()
+                .map_or(Expect::Absent, |r| Expect::Version(r.version));
+            match self.store.put(&record, expect).await {
+                Ok(_) => {
+                    let account = StoredAccount::of_record(&self.client_id, &key, &record)?;
+                    let replaced = old.map(|old| self.replaced(&key, &old));
+                    return Ok((account, replaced));
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(VaultError::Store(e).into()),
+            }
+        }
+        Err(VaultError::Store(StoreError::Conflict).into())
+    }
+
+    /// What a [`Vault::replace`] hands back of the record it replaced: its token, if it
+    /// still unseals (a corrupt or foreign record's does not, and it is logged).
+    fn replaced(&self, key: &RecordKey, old: &StoredRecord) -> ReplacedRecord {
+        let opened = check_filed_under(&self.client_id, key, old)
+            .and_then(|()| self.ring().unseal(&self.identity(key, old), &old.sealed))
+            .and_then(|plain| {
+                std::str::from_utf8(&plain)
+                    .map(AccessToken::new)
+                    .map_err(|_| VaultError::Tampered)
+            });
+        let token = opened
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "the replaced record's token does not unseal; it cannot be revoked");
+            })
+            .ok();
+        ReplacedRecord {
+            provider_id: ProviderId::from(old.provider_id.as_str()),
+            token,
+        }
+    }
+
+    /// `token` sealed as `owner`'s record of the account, under the primary key.
+    fn sealed_record(
+        &self,
+        owner: &Owner,
+        account_id: &str,
+        provider_id: &ProviderId,
+        token: &AccessToken,
+    ) -> Result<(RecordKey, StoredRecord), VaultError> {
         let key = RecordKey::new(owner.as_bytes(), account_id);
         let identity = RecordIdentity {
             client_id: &self.client_id,
@@ -295,11 +403,7 @@ impl<S: TokenStore> Vault<S> {
             stored_at: unix_secs(SystemTime::now()),
             sealed,
         };
-        self.store
-            .put(&record, Expect::Any)
-            .await
-            .map_err(VaultError::Store)?;
-        Ok(StoredAccount::of_record(&self.client_id, &key, &record)?)
+        Ok((key, record))
     }
 
     /// Unseals `owner`'s token of the account for an API call.

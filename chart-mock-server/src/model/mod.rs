@@ -113,6 +113,10 @@ pub struct MintRequest {
     /// The React SDK's `metadata` (JSON text), kept with the code for the journal.
     #[serde(default)]
     pub metadata: Option<String>,
+    /// A returning taxpayer: the exchange answers with this account id (a lowercase
+    /// hyphenated UUID) instead of a new one, as when a taxpayer connects again.
+    #[serde(default)]
+    pub taxpayer_id: Option<String>,
 }
 
 /// A freshly minted code.
@@ -138,6 +142,9 @@ pub enum MintError {
     /// The provider is empty or too long.
     #[error("provider_id must be 1 to 64 characters")]
     BadProvider,
+    /// The taxpayer id is not a lowercase hyphenated UUID.
+    #[error("taxpayer_id must be a lowercase hyphenated UUID")]
+    BadTaxpayer,
 }
 
 /// What a code carries besides its secret, shared with the token it gives and the
@@ -146,6 +153,8 @@ pub enum MintError {
 struct Details {
     provider: Arc<str>,
     metadata: Option<Arc<str>>,
+    /// A returning taxpayer's account id; none gives a new one at the exchange.
+    taxpayer: Option<Uuid>,
 }
 
 /// An outstanding or spent code. Codes stay after they are spent, so that a reuse is
@@ -295,6 +304,7 @@ impl Chart {
                     Arc::new(Details {
                         provider: Arc::from(*id),
                         metadata: None,
+                        taxpayer: None,
                     })
                 })
                 .collect(),
@@ -397,15 +407,20 @@ impl Chart {
         if provider.is_empty() || provider.len() > 64 {
             return Err(MintError::BadProvider);
         }
+        let taxpayer = match &req.taxpayer_id {
+            None => None,
+            Some(id) => Some(parse_uuid(id).ok_or(MintError::BadTaxpayer)?),
+        };
         let known = PROVIDERS.iter().position(|(id, _)| *id == provider);
-        let details = match (known, &req.metadata) {
-            (Some(i), None) => self.plain_details[i].clone(),
-            (known, metadata) => Arc::new(Details {
+        let details = match (known, &req.metadata, taxpayer) {
+            (Some(i), None, None) => self.plain_details[i].clone(),
+            (known, metadata, taxpayer) => Arc::new(Details {
                 provider: match known {
                     Some(i) => self.plain_details[i].provider.clone(),
                     None => Arc::from(provider),
                 },
                 metadata: metadata.as_deref().map(Arc::from),
+                taxpayer,
             }),
         };
         let (code, id) = (random_id(), random_id());
@@ -531,10 +546,11 @@ impl Chart {
                 }
                 Scenario::Denied => refuse(entry, "The user denied access to their account."),
                 _ => {
-                    let (token, account) = (random_id(), random_id());
+                    let token = random_id();
                     entry.spent = true;
                     entry.token = token;
                     let details = entry.details.clone();
+                    let account = details.taxpayer.unwrap_or_else(random_id);
                     let slow = entry.scenario == Scenario::Slow;
                     drop(codes);
                     let provider_id = details.provider.clone();

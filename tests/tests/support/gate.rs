@@ -1,57 +1,125 @@
-//! A store whose deletes wait at a gate, and the race it sets up: a reconnect that
-//! writes a new token while a disconnect of the same account is between its revoke and
-//! its delete.
+//! A store whose deletes or puts wait at a gate, and the races it sets up: a reconnect
+//! that writes a new token while a disconnect of the same account is between its
+//! revoke and its delete, and two reconnects of one account at once.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
 use chart_auth::vault::{Expect, KeyId, Keyring, RecordKey, StoredRecord, TokenStore, Vault};
-use chart_auth::{ChartConnect, ConnectStateSigner, Flow, StoreError};
+use chart_auth::{AccessToken, ChartConnect, ConnectStateSigner, Flow, ProviderId, StoreError};
 use chart_mock_server::{SANDBOX_CLIENT_ID, Scenario};
 use tokio::sync::Notify;
 
 use super::{Env, owner};
 
-/// Wraps a store; each `delete` signals that it began, then waits to be let through.
-pub struct DeleteGate<S>(Arc<Inner<S>>);
+/// The store operation a [`Gate`] holds back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Put,
+    Delete,
+}
+
+/// Wraps a store; each call of the gated operation signals that it began, then waits
+/// to be let through.
+pub struct Gate<S>(Arc<Inner<S>>);
 
 struct Inner<S> {
     store: S,
+    op: Op,
     entered: Notify,
     open: Notify,
 }
 
-impl<S> Clone for DeleteGate<S> {
+impl<S> Clone for Gate<S> {
     fn clone(&self) -> Self {
         Self(self.0.clone())
     }
 }
 
-impl<S> DeleteGate<S> {
-    pub fn new(store: S) -> Self {
+impl<S> Gate<S> {
+    pub fn new(op: Op, store: S) -> Self {
         Self(Arc::new(Inner {
             store,
+            op,
             entered: Notify::new(),
             open: Notify::new(),
         }))
     }
+
+    async fn pass(&self, op: Op) {
+        if self.0.op == op {
+            self.0.entered.notify_one();
+            self.0.open.notified().await;
+        }
+    }
 }
 
-impl<S: TokenStore> TokenStore for DeleteGate<S> {
+impl<S: TokenStore> TokenStore for Gate<S> {
     async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
         self.0.store.get(key).await
     }
     async fn put(&self, record: &StoredRecord, expect: Expect) -> Result<u64, StoreError> {
+        self.pass(Op::Put).await;
         self.0.store.put(record, expect).await
     }
     async fn delete(&self, key: &RecordKey, expect: Expect) -> Result<bool, StoreError> {
-        self.0.entered.notify_one();
-        self.0.open.notified().await;
+        self.pass(Op::Delete).await;
         self.0.store.delete(key, expect).await
     }
     async fn list(&self) -> Result<Vec<RecordKey>, StoreError> {
         self.0.store.list().await
     }
+}
+
+/// Replaces the test user's token of the raced account; the replaced token, if any.
+async fn replace<S: TokenStore>(vault: &Vault<S>, token: &str) -> Option<String> {
+    vault
+        .replace(
+            &owner(),
+            "acct-raced",
+            &ProviderId::from("irs"),
+            &AccessToken::new(token),
+        )
+        .await
+        .unwrap()
+        .1
+        .map(|old| old.token().unwrap().expose_secret().to_owned())
+}
+
+/// Two instances (a vault on `store`, whose puts are gated, and one on `other`, sharing
+/// its records) replace the same account's token at once: the first reads the record,
+/// and before it writes, the second replaces it. Every token must end up either stored
+/// or handed back to exactly one of them for revoking: the first must see that it lost
+/// the race, read again, and hand back the second's token rather than the original.
+pub async fn concurrent_replaces_lose_no_token<S, W>(store: S, other: W)
+where
+    S: TokenStore + 'static,
+    W: TokenStore,
+{
+    const KEY: [u8; 32] = [0x45; 32];
+    let keyring = || Keyring::from_key(KeyId(1), &KEY).unwrap();
+    let gate = Gate::new(Op::Put, store);
+    let first = Vault::new(SANDBOX_CLIENT_ID, keyring(), gate.clone());
+    let second = Vault::new(SANDBOX_CLIENT_ID, keyring(), other);
+    let (me, account) = (owner(), "acct-raced");
+    assert_eq!(replace(&second, "t0").await, None, "nothing to replace yet");
+
+    let mut racing = std::pin::pin!(replace(&first, "t1"));
+    tokio::select! {
+        done = &mut racing => panic!("the put is gated: {done:?}"),
+        () = gate.0.entered.notified() => {}
+    }
+    // The first has read t0; the second replaces it before the first writes.
+    assert_eq!(replace(&second, "t2").await.as_deref(), Some("t0"));
+    gate.0.open.notify_one();
+    tokio::select! {
+        done = &mut racing => panic!("the first overwrote t2 unseen, handing back {done:?}"),
+        () = gate.0.entered.notified() => {}
+    }
+    gate.0.open.notify_one();
+    assert_eq!(racing.await.as_deref(), Some("t2"), "t2 was handed back");
+    let stored = second.unseal(&me, account).await.unwrap();
+    assert_eq!(stored.expose_secret(), "t1");
 }
 
 /// Connects an account through a vault on `store` (gated on delete), then disconnects
@@ -65,7 +133,7 @@ where
 {
     const KEY: [u8; 32] = [0x44; 32];
     let keyring = || Keyring::from_key(KeyId(1), &KEY).unwrap();
-    let gate = DeleteGate::new(store);
+    let gate = Gate::new(Op::Delete, store);
     let chart = ChartConnect::new(
         env.client.clone(),
         ConnectStateSigner::from_key(&super::STATE_KEY).unwrap(),

@@ -123,7 +123,7 @@ impl Env {
                 provider_id: Some("turbotax".into()),
                 redirect_uri: redirect.then(redirect_uri),
                 scenario: Some(scenario),
-                metadata: None,
+                ..Default::default()
             })
             .expect("mint")
             .code

@@ -717,6 +717,29 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_wrapped_key_is_an_unwrap_failure_and_a_broken_module_is_not() {
+        for refusal in [
+            RvError::GeneralError,
+            RvError::WrappedKeyInvalid,
+            RvError::WrappedKeyLenRange,
+            RvError::EncryptedDataInvalid,
+            RvError::EncryptedDataLenRange,
+            RvError::DataInvalid,
+            RvError::DataLenRange,
+        ] {
+            assert!(unwrap_refusal(refusal), "{refusal:?}");
+        }
+        for fault in [
+            RvError::DeviceError,
+            RvError::PinIncorrect,
+            RvError::SessionHandleInvalid,
+            RvError::KeyHandleInvalid,
+        ] {
+            assert!(!unwrap_refusal(fault), "{fault:?}");
+        }
+    }
+
+    #[test]
     fn key_wrap_is_preferred_then_gcm_then_a_clear_refusal() {
         use WrapMechanism::{AesGcm, AesKeyWrapPad};
         assert_eq!(
