@@ -604,6 +604,13 @@ pub enum StoreError {
         /// Why, and how to fix it.
         reason: &'static str,
     },
+    /// The database URL cannot be used as given (it is never echoed: it may hold a
+    /// password).
+    #[error("refusing the database URL: {reason}")]
+    DatabaseUrl {
+        /// Why, and how to fix it.
+        reason: &'static str,
+    },
     /// The database cannot be reached: no connection could be had in time.
     #[error("the token database is unavailable: {source}")]
     Unavailable {

@@ -141,7 +141,7 @@ pub use flow::{
 };
 pub use ids::{Owner, OwnerError, ProviderId};
 #[cfg(feature = "postgres")]
-pub use replay::PostgresReplayGuard;
+pub use replay::{CLOCK_SKEW_MARGIN, PostgresReplayGuard};
 pub use replay::{Claim, GuardFuture, MAX_CLAIMS, MemoryReplayGuard, ReplayGuard, SESSION_QUOTA};
 pub use secret::{AccessToken, AuthorizationCode, ClientSecret};
 pub use wire::Introspection;

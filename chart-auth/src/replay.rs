@@ -159,7 +159,7 @@ impl ReplayGuard for MemoryReplayGuard {
 }
 
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresReplayGuard;
+pub use postgres::{CLOCK_SKEW_MARGIN, PostgresReplayGuard};
 
 #[cfg(feature = "postgres")]
 mod postgres {
@@ -179,6 +179,11 @@ mod postgres {
     /// Expired claims are deleted on about one claim in this many.
     const CLEANUP_EVERY: u8 = 64;
 
+    /// How long a claim's row outlives its state's expiry before cleanup deletes it: the
+    /// largest clock difference between instances (or between an instance and the
+    /// database) under which a replay still finds the row. Rows are a few dozen bytes.
+    pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(3600);
+
     fn backend(op: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
         move |e| StoreError::Backend {
             op,
@@ -188,6 +193,12 @@ mod postgres {
 
     /// Claims in PostgreSQL, shared by every instance on the database: an atomic insert
     /// that does nothing on conflict, so exactly one instance wins each state id.
+    ///
+    /// One clock decides: the instance's own, which also verified the state's expiry.
+    /// A claim takes over a row only when the row has expired by the claiming instance's
+    /// clock (which never holds for a state that instance just found unexpired), and
+    /// cleanup keeps rows [`CLOCK_SKEW_MARGIN`] past their expiry. The database's clock
+    /// is never used, so an instance behind it by less than the margin accepts no replay.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -214,17 +225,30 @@ mod postgres {
             self.pool.migrate("replay", GUARD_MIGRATIONS).await
         }
 
-        /// Deletes the claims that have expired; gives how many.
+        /// Deletes the claims that expired more than [`CLOCK_SKEW_MARGIN`] ago by this
+        /// instance's clock; gives how many.
         pub async fn cleanup(&self) -> Result<u64, StoreError> {
             let client = self.pool.client().await?;
+            let before = unix_secs(
+                SystemTime::now()
+                    .checked_sub(CLOCK_SKEW_MARGIN)
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+            );
             client
                 .execute(
-                    "DELETE FROM chart_auth_replay WHERE expires_at <= now()",
-                    &[],
+                    "DELETE FROM chart_auth_replay WHERE expires_at <= to_timestamp($1)",
+                    &[&before],
                 )
                 .await
                 .map_err(backend("clean up"))
         }
+    }
+
+    /// Seconds since the epoch, as PostgreSQL's `to_timestamp` takes them.
+    fn unix_secs(t: SystemTime) -> f64 {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64()
     }
 
     fn random_byte() -> u8 {
@@ -240,22 +264,17 @@ mod postgres {
                 }
                 let client = self.pool.client().await?;
                 let id: &[u8] = claim.id.as_bytes();
-                // The database's clock would do as well; the state's own expiry is what
-                // matters, and it came from this instance's clock.
-                let expires = claim
-                    .expires_at
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or(Duration::ZERO)
-                    .as_secs_f64();
-                // An expired row left behind by an earlier claim is taken over.
+                let (expires, now) = (unix_secs(claim.expires_at), unix_secs(SystemTime::now()));
+                // An expired row left behind by an earlier claim is taken over; expired
+                // by this instance's clock, never the database's (see above).
                 let won = client
                     .query_opt(
                         "INSERT INTO chart_auth_replay (state_id, expires_at)
                          VALUES ($1, to_timestamp($2))
                          ON CONFLICT (state_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
-                            WHERE chart_auth_replay.expires_at <= now()
+                            WHERE chart_auth_replay.expires_at <= to_timestamp($3)
                          RETURNING 1",
-                        &[&id, &expires],
+                        &[&id, &expires, &now],
                     )
                     .await
                     .map_err(backend("claim"))?;

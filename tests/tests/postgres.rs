@@ -464,7 +464,12 @@ struct PrivateCluster {
     dir: tempfile::TempDir,
     port: u16,
     settings: String,
+    /// Seconds the server's clock runs ahead of the machine's (libfaketime), if any.
+    clock_ahead: Option<u32>,
 }
+
+/// Debian's libfaketime (package `libfaketime`, with `faketime`).
+const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 fn pg_bin(name: &str) -> String {
     let versions = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL is installed");
@@ -538,7 +543,17 @@ impl PrivateCluster {
         (cluster, ca.pem())
     }
 
+    /// A cluster whose clock runs `secs` ahead of the machine's, through Debian's
+    /// libfaketime (`.ci/test` installs it).
+    fn start_with_clock_ahead(secs: u32) -> PrivateCluster {
+        Self::start_cluster(&[], Some(secs))
+    }
+
     fn start_with(settings: &[String]) -> PrivateCluster {
+        Self::start_cluster(settings, None)
+    }
+
+    fn start_cluster(settings: &[String], clock_ahead: Option<u32>) -> PrivateCluster {
         let dir = tempfile::tempdir().unwrap();
         Command::new("chown")
             .args(["postgres:postgres"])
@@ -564,6 +579,7 @@ impl PrivateCluster {
             dir,
             port,
             settings: settings.join(" "),
+            clock_ahead,
         };
         cluster.ctl("start");
         cluster
@@ -578,19 +594,33 @@ impl PrivateCluster {
             self.dir.path().display(),
             self.settings
         );
-        as_postgres(&[
-            &pg_bin("pg_ctl"),
-            action,
-            "-D",
-            &data,
-            "-l",
-            &log,
-            "-o",
-            &opts,
-            "-w",
-            "-m",
-            "fast",
-        ]);
+        let faked = self.clock_ahead.map(|secs| {
+            [
+                "env".to_owned(),
+                format!("LD_PRELOAD={FAKETIME_LIB}"),
+                format!("FAKETIME=+{secs}"),
+            ]
+        });
+        let env: Vec<&str> = faked.iter().flatten().map(String::as_str).collect();
+        as_postgres(
+            &[
+                &env[..],
+                &[
+                    &pg_bin("pg_ctl"),
+                    action,
+                    "-D",
+                    &data,
+                    "-l",
+                    &log,
+                    "-o",
+                    &opts,
+                    "-w",
+                    "-m",
+                    "fast",
+                ],
+            ]
+            .concat(),
+        );
     }
 
     fn url(&self) -> String {
@@ -939,6 +969,116 @@ async fn tls_to_the_database_goes_through_the_callers_rustls_config() {
     ));
 }
 
+/// `connect_tls` never falls back to plaintext: a server that declines TLS (here one
+/// with `ssl=off`, as someone in the path would answer) is unavailable, not spoken to in
+/// the clear, and a URL that asks for `sslmode=disable` or `prefer` is refused at once.
+#[tokio::test]
+async fn tls_to_the_database_is_required_never_preferred() {
+    let cluster = PrivateCluster::start();
+    let tls = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        })
+        .with_no_client_auth(),
+    );
+    // The same server is reachable in plaintext, so only the refusal can fail the store.
+    PostgresStore::new(&PostgresPool::connect(&cluster.url()).unwrap())
+        .migrate()
+        .await
+        .unwrap();
+    let store =
+        PostgresStore::new(&PostgresPool::connect_tls(&cluster.url(), tls.clone()).unwrap());
+    match store.get(&key("a")).await {
+        Err(e @ StoreError::Unavailable { .. }) => {
+            let shown = format!("{e}");
+            assert!(shown.contains("TLS"), "{shown}");
+        }
+        other => panic!("a server without TLS must be refused, got {other:?}"),
+    }
+    let port = cluster.port;
+    for url in [
+        format!("{}?sslmode=disable", cluster.url()),
+        format!("{}?sslmode=prefer", cluster.url()),
+        format!("{}?connect_timeout=5&sslmode=prefer", cluster.url()),
+        format!("host=127.0.0.1 port={port} user=postgres sslmode = prefer"),
+        format!("host=127.0.0.1 port={port} user=postgres sslmode=disable"),
+    ] {
+        match PostgresPool::connect_tls(&url, tls.clone()) {
+            Err(e @ StoreError::DatabaseUrl { .. }) => {
+                let shown = e.to_string();
+                assert!(shown.contains("sslmode=require"), "{url}: {shown}");
+                assert!(
+                    !shown.contains("127.0.0.1"),
+                    "the URL is never echoed: {shown}"
+                );
+            }
+            other => panic!("{url}: expected a refusal, got {other:?}"),
+        }
+    }
+}
+
+/// One clock decides a claim: the instance's, which also verified the state. Here the
+/// database's clock runs 10 minutes ahead of this instance (libfaketime under a private
+/// cluster), as on a drifted host. A state with 5 minutes to live, by the instance's
+/// clock, has already expired by the database's: neither its replay nor a cleanup may
+/// free its claim.
+#[tokio::test]
+async fn a_database_clock_ahead_of_the_instance_lets_no_replay_win() {
+    use chart_auth::{Claim, FlowKind, ReplayGuard};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let cluster = PrivateCluster::start_with_clock_ahead(600);
+    let guard = PostgresReplayGuard::new(&PostgresPool::connect(&cluster.url()).unwrap());
+    guard.migrate().await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&cluster.url(), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let database_now: f64 = client
+        .query_one("SELECT extract(epoch FROM now())::float8", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let instance_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        database_now - instance_now > 500.0,
+        "the premise: the database's clock is ahead ({database_now} vs {instance_now})"
+    );
+
+    let signer = ConnectStateSigner::generate();
+    let state = signer.issue(&Flow::Embedded, b"s", &owner());
+    let id = signer
+        .verify(&state, b"s", &owner(), FlowKind::Embedded)
+        .unwrap()
+        .id();
+    let claim = || Claim {
+        id,
+        expires_at: SystemTime::now() + Duration::from_secs(300),
+        session: b"s",
+    };
+    assert!(guard.claim(claim()).await.unwrap());
+    assert!(
+        !guard.claim(claim()).await.unwrap(),
+        "a replay won the claim"
+    );
+    assert_eq!(
+        guard.cleanup().await.unwrap(),
+        0,
+        "cleanup freed a live claim"
+    );
+    assert!(
+        !guard.claim(claim()).await.unwrap(),
+        "a replay won after cleanup"
+    );
+}
+
 /// The shared guard's own lifecycle: a release frees a claim, an expired row is taken
 /// over by a new claim of its id, and cleanup deletes exactly the expired rows.
 #[tokio::test]
@@ -988,22 +1128,32 @@ async fn the_postgres_guard_releases_takes_over_expired_rows_and_cleans_up() {
     assert!(guard.claim(claim(expired, future)).await.unwrap());
     assert!(!guard.claim(claim(expired, future)).await.unwrap());
 
-    // Cleanup deletes the expired rows only, and counts them. The rows are left as an
-    // instance that died would leave them, after the last claim: a claim may clean up
-    // (about one in 64), which would make the count below depend on chance.
-    for n in 0u8..3 {
+    // Cleanup deletes the rows expired for longer than the clock-skew margin (an hour)
+    // only, and counts them; a row expired a minute ago stays, for an instance whose
+    // clock is behind. The rows are left as an instance that died would leave them,
+    // after the last claim: a claim may clean up (about one in 64), which would make the
+    // count below depend on chance.
+    for (n, age) in [
+        (0u8, "61 minutes"),
+        (1, "61 minutes"),
+        (2, "61 minutes"),
+        (3, "1 minute"),
+    ] {
         client
             .execute(
-                "INSERT INTO chart_auth_replay (state_id, expires_at) \
-                 VALUES ($1, now() - interval '1 minute')",
+                &format!(
+                    "INSERT INTO chart_auth_replay (state_id, expires_at) \
+                     VALUES ($1, now() - interval '{age}')"
+                ),
                 &[&vec![n; 16]],
             )
             .await
             .unwrap();
     }
-    assert_eq!(rows().await, 5);
+    assert_eq!(chart_auth::CLOCK_SKEW_MARGIN.as_secs(), 3600);
+    assert_eq!(rows().await, 6);
     assert_eq!(guard.cleanup().await.unwrap(), 3);
-    assert_eq!(rows().await, 2);
+    assert_eq!(rows().await, 3);
     assert_eq!(guard.cleanup().await.unwrap(), 0);
     assert!(!guard.claim(claim(released, future)).await.unwrap());
 }

@@ -108,11 +108,7 @@ impl FileStore {
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound && options.create => {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir)
-                    .map_err(io_err("create", &dir))?;
+                create_dirs_durably(&dir, &mut sync_dir)?;
             }
             Err(e) => return Err(io_err("open", &dir)(e)),
         }
@@ -328,6 +324,39 @@ fn dir_of(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
+/// Creates `dir` and its missing parents (mode 0700), and `sync`s the parent of each
+/// directory it creates, top down: without that, a power loss soon after can lose a new
+/// directory, with the records acknowledged in it, on a file system that does not
+/// commit a `mkdir` by itself.
+fn create_dirs_durably(
+    dir: &Path,
+    sync: &mut dyn FnMut(&Path) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    loop {
+        match fs::symlink_metadata(at) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(at),
+            Err(e) => return Err(io_err("open", at)(e)),
+        }
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    for created in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(0o700).create(created) {
+            // Another process made it meanwhile; its entry must be durable all the same.
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create", created)(e)),
+        }
+        sync(dir_of(created))?;
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -397,5 +426,143 @@ impl TokenStore for FileStore {
             Ok(own.map(|k| k.account_id).collect())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use std::path::Path;
+
+    use super::{FileStore, FileStoreOptions, LOCK_FILE, create_dirs_durably, dir_of, sync_dir};
+    use crate::error::StoreError;
+    use crate::vault::RecordKey;
+
+    #[test]
+    fn a_symlinked_store_directory_is_refused_unless_allowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        FileStore::open(&real).unwrap();
+        let link = tmp.path().join("link");
+        symlink(&real, &link).unwrap();
+        let refused = FileStore::open(&link).unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::UnsafeDirectory { reason, .. } if reason.contains("symlink")),
+            "{refused}"
+        );
+        let options = FileStoreOptions {
+            follow_symlink: true,
+            ..FileStoreOptions::default()
+        };
+        FileStore::open_with(&link, options).unwrap();
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused_unless_allowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("shared");
+        FileStore::open(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+        let refused = FileStore::open(&dir).unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::UnsafeDirectory { reason, .. } if reason.contains("chmod 700")),
+            "{refused}"
+        );
+        let options = FileStoreOptions {
+            allow_shared_dir: true,
+            ..FileStoreOptions::default()
+        };
+        FileStore::open_with(&dir, options).unwrap();
+    }
+
+    #[test]
+    fn a_missing_directory_is_created_only_when_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("typo");
+        let err = FileStore::open_with(&missing, FileStoreOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Io { op: "open", .. }), "{err}");
+        assert!(!missing.exists());
+        let options = FileStoreOptions {
+            create: true,
+            ..FileStoreOptions::default()
+        };
+        FileStore::open_with(&missing, options).unwrap();
+        assert!(missing.is_dir());
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_read_is_an_error_not_an_absent_account() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::open(tmp.path().join("store")).unwrap();
+        // A directory where the record file should be: reading it fails (EISDIR).
+        let key = |account| RecordKey::new(b"owner", account);
+        std::fs::create_dir(store.record_path(&key("acct"))).unwrap();
+        let err = store.read(&key("acct")).unwrap_err();
+        assert!(matches!(err, StoreError::Io { op: "read", .. }), "{err}");
+        assert!(store.read(&key("another")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_file_is_written_beside_itself_and_a_failed_fsync_is_an_error() {
+        assert_eq!(
+            dir_of(Path::new("/var/lib/app/rec.json")),
+            Path::new("/var/lib/app")
+        );
+        assert_eq!(dir_of(Path::new("keyring")), Path::new("."));
+        let tmp = tempfile::tempdir().unwrap();
+        sync_dir(tmp.path()).unwrap();
+        let err = sync_dir(&tmp.path().join("gone")).unwrap_err();
+        assert!(matches!(err, StoreError::Io { op: "fsync", .. }), "{err}");
+    }
+
+    #[test]
+    fn the_lock_file_is_never_followed_through_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        FileStore::open(&dir).unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::write(&elsewhere, b"not the store's").unwrap();
+        std::fs::remove_file(dir.join(LOCK_FILE)).unwrap();
+        symlink(&elsewhere, dir.join(LOCK_FILE)).unwrap();
+        let err = FileStore::open(&dir).unwrap_err();
+        assert!(matches!(err, StoreError::Io { op: "open", .. }), "{err}");
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"not the store's");
+    }
+
+    #[test]
+    fn each_directory_created_is_made_durable_in_its_parent_top_down() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().to_path_buf();
+        let dir = top.join("a").join("b").join("store");
+        let mut synced = Vec::new();
+        create_dirs_durably(&dir, &mut |p: &Path| {
+            synced.push(p.to_path_buf());
+            sync_dir(p)
+        })
+        .unwrap();
+        assert_eq!(
+            synced,
+            [top.clone(), top.join("a"), top.join("a").join("b")],
+            "the parent of every new directory, and only those"
+        );
+        for d in [top.join("a"), top.join("a/b"), dir.clone()] {
+            let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+        }
+        // Nothing to create: nothing to sync.
+        synced.clear();
+        create_dirs_durably(&dir, &mut |p: &Path| {
+            synced.push(p.to_path_buf());
+            Ok(())
+        })
+        .unwrap();
+        assert!(synced.is_empty());
+        // A parent that cannot be made durable fails the open.
+        let err = create_dirs_durably(&top.join("c"), &mut |p: &Path| sync_dir(&p.join("gone")))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Io { op: "fsync", .. }), "{err}");
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{NoTls, Row};
 
 use super::{Expect, RecordKey, StoredRecord, TokenStore};
@@ -82,9 +83,35 @@ impl PostgresPool {
     }
 
     /// Like [`PostgresPool::connect`], over TLS with the caller's rustls configuration
-    /// (roots, client certificate, crypto provider).
+    /// (roots, client certificate, crypto provider). TLS is required: a server, or
+    /// someone in the path, that declines it gets no plaintext fallback (the driver's
+    /// default, `sslmode=prefer`, would fall back), and a URL that asks for
+    /// `sslmode=disable` or `sslmode=prefer` is refused.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use chart_auth::StoreError;
+    /// use chart_auth::vault::PostgresPool;
+    /// let tls = Arc::new(
+    ///     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    ///         .with_safe_default_protocol_versions()?
+    ///         .with_root_certificates(rustls::RootCertStore::empty())
+    ///         .with_no_client_auth(),
+    /// );
+    /// let refused = PostgresPool::connect_tls("postgres://app@db.internal/app?sslmode=prefer", tls);
+    /// assert!(matches!(refused, Err(StoreError::DatabaseUrl { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connect_tls(url: &str, tls: Arc<rustls::ClientConfig>) -> Result<Self, StoreError> {
-        let config = parse_url(url)?;
+        let mut config = parse_url(url)?;
+        if config.get_ssl_mode() == SslMode::Disable || says_sslmode_prefer(url) {
+            return Err(StoreError::DatabaseUrl {
+                reason: "connect_tls requires TLS, and the URL says sslmode=disable or \
+                         sslmode=prefer (which falls back to plaintext); remove it or say \
+                         sslmode=require",
+            });
+        }
+        config.ssl_mode(SslMode::Require);
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(rustls::ClientConfig::clone(&tls));
         Self::build(Manager::from_config(config, tls, manager_config()))
     }
@@ -161,15 +188,25 @@ impl PostgresPool {
 }
 
 fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|_| StoreError::Corrupt {
-        // Never echo the URL: it may hold a password.
-        path: PathBuf::from("<database url>"),
-        reason: "not a valid postgres:// URL or key=value connection string".into(),
+    // Never echo the URL: it may hold a password.
+    let mut config: tokio_postgres::Config = url.parse().map_err(|_| StoreError::DatabaseUrl {
+        reason: "not a valid postgres:// URL or key=value connection string",
     })?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(POOL_TIMEOUT);
     }
     Ok(config)
+}
+
+/// Whether the URL (either form) says `sslmode=prefer`, which the driver cannot tell
+/// apart from its default once parsed.
+fn says_sslmode_prefer(url: &str) -> bool {
+    let text: String = url
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect();
+    text.contains("sslmode=prefer")
 }
 
 fn manager_config() -> ManagerConfig {
