@@ -951,7 +951,16 @@ async fn tls_to_the_database_goes_through_the_callers_rustls_config() {
     assert!(ssl, "the store's connection is encrypted");
 
     // A CA the server's certificate does not chain to is refused, with a typed error.
-    let stranger = Arc::new(
+    let other = PostgresStore::new(&PostgresPool::connect_tls(&url, public_roots()).unwrap());
+    assert!(matches!(
+        other.get(&key("a")).await,
+        Err(StoreError::Unavailable { .. })
+    ));
+}
+
+/// A TLS configuration that trusts the public web roots only.
+fn public_roots() -> Arc<rustls::ClientConfig> {
+    Arc::new(
         rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -961,12 +970,7 @@ async fn tls_to_the_database_goes_through_the_callers_rustls_config() {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         })
         .with_no_client_auth(),
-    );
-    let other = PostgresStore::new(&PostgresPool::connect_tls(&url, stranger).unwrap());
-    assert!(matches!(
-        other.get(&key("a")).await,
-        Err(StoreError::Unavailable { .. })
-    ));
+    )
 }
 
 /// `connect_tls` never falls back to plaintext: a server that declines TLS (here one
@@ -975,17 +979,7 @@ async fn tls_to_the_database_goes_through_the_callers_rustls_config() {
 #[tokio::test]
 async fn tls_to_the_database_is_required_never_preferred() {
     let cluster = PrivateCluster::start();
-    let tls = Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        })
-        .with_no_client_auth(),
-    );
+    let tls = public_roots();
     // The same server is reachable in plaintext, so only the refusal can fail the store.
     PostgresStore::new(&PostgresPool::connect(&cluster.url()).unwrap())
         .migrate()
