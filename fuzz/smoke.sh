@@ -7,30 +7,8 @@ cd "$(dirname "$0")/.."
 secs=${1:-25}
 shift || true
 
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "installing cargo-fuzz"
-  cargo install --locked cargo-fuzz
-fi
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-  fuzz=(cargo +nightly fuzz)
-else
-  export RUSTC_BOOTSTRAP=1
-  fuzz=(cargo fuzz)
-fi
-
-dict_for() {
-  case $1 in
-    token_response|error_body|stored_record) echo fuzz/dict/json.dict ;;
-    callback|mock_connect_form) echo fuzz/dict/form.dict ;;
-    key_file) echo fuzz/dict/keyring.dict ;;
-    mock_config) echo fuzz/dict/toml.dict ;;
-  esac
-}
-
-targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <("${fuzz[@]}" list)
-fi
+source fuzz/common.sh
+mapfile -t targets < <(fuzz_targets "$@")
 "${fuzz[@]}" build -O
 for t in "${targets[@]}"; do
   # Work on a scratch copy so the committed seed corpus stays small.

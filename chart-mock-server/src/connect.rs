@@ -197,7 +197,9 @@ fn page_shell(title: &str, inner: &str) -> String {
 }
 
 /// A refused page. In the embedded flow it also posts an `error` message, so the
-/// SDK's `onError` fires; the message carries no code, so any origin may see it.
+/// SDK's `onError` fires; the message carries no code, so any origin may see it, and any
+/// page may frame it (it must load in the frame to post). Other refusals may not be
+/// framed.
 fn refusal(pairs: &[u8], message: &str) -> Resp {
     let map: HashMap<String, String> = form_urlencoded::parse(pairs).into_owned().collect();
     let spa = map.get("app_type").is_some_and(|v| v == "spa");
@@ -212,7 +214,7 @@ fn refusal(pairs: &[u8], message: &str) -> Resp {
         }
         _ => String::new(),
     };
-    html(
+    let mut resp = html(
         StatusCode::BAD_REQUEST,
         page_shell(
             "Chart Connect: error",
@@ -221,7 +223,16 @@ fn refusal(pairs: &[u8], message: &str) -> Resp {
                 esc(message)
             ),
         ),
-    )
+    );
+    if !script.is_empty() {
+        resp.headers_mut().insert(
+            http::header::CONTENT_SECURITY_POLICY,
+            http::HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+            ),
+        );
+    }
+    resp
 }
 
 /// A refused page, with no message to post.

@@ -11,7 +11,9 @@ use std::time::Duration;
 use http::{Method, Request, StatusCode};
 use subtle::ConstantTimeEq;
 
-use crate::model::{Fault, FaultKind, MintError, MintRequest};
+use crate::model::{
+    Fault, FaultKind, MAX_ADVANCE_SECS, MAX_RETRY_AFTER_SECS, MintError, MintRequest,
+};
 use crate::request::{Ctx, bearer, json_body};
 use crate::response::{
     Resp, error, error_std, html, json_bytes, json_response, method_not_allowed,
@@ -132,6 +134,10 @@ pub(crate) async fn control_plane(
                 advance_secs: u64,
             }
             match json_body::<Advance>(req).await {
+                Ok(a) if a.advance_secs > MAX_ADVANCE_SECS => error_std(
+                    StatusCode::BAD_REQUEST,
+                    "`advance_secs` must be at most 315360000 (ten years).",
+                ),
                 Ok(a) => {
                     chart.advance_clock(Duration::from_secs(a.advance_secs));
                     json_response(StatusCode::OK, &serde_json::json!({"now": chart.now()}))
@@ -143,6 +149,10 @@ pub(crate) async fn control_plane(
             Ok(f) if f.times == 0 => {
                 error_std(StatusCode::BAD_REQUEST, "`times` must be at least 1.")
             }
+            Ok(f) if f.retry_after.is_some_and(|s| s > MAX_RETRY_AFTER_SECS) => error_std(
+                StatusCode::BAD_REQUEST,
+                "`retry_after` must be at most 86400 (a day).",
+            ),
             Ok(f)
                 if f.kind == FaultKind::Status
                     && f.status

@@ -323,14 +323,14 @@ fn grade(check: Check, seen: &[&Observation], kept: Option<&HashSet<Uuid>>) -> C
                 if let Some(&earliest) = not_before.get(&key) {
                     bearing.push(o);
                     // The mock's clock has millisecond steps; allow one.
-                    if o.at_ms + 1 < earliest {
+                    if o.at_ms.saturating_add(1) < earliest {
                         failing.push(o);
                     }
                     not_before.remove(&key);
                 }
                 if let (Some(secs), true) = (o.retry_after, matches!(o.status, 429 | 503)) {
                     bearing.push(o);
-                    not_before.insert(key, o.at_ms + secs * 1000);
+                    not_before.insert(key, o.at_ms.saturating_add(secs.saturating_mul(1000)));
                 }
             }
         }
@@ -507,6 +507,33 @@ mod tests {
                 "a retry at +{} ms",
                 retry_at - 10_000
             );
+        }
+    }
+
+    /// Times at the end of the mock's clock and waits as long as a `u64` grade without
+    /// overflow (a debug build panicked here, a release build graded wrongly): a retry
+    /// that comes before a wait that never ends fails, and none passes it.
+    #[test]
+    fn grading_saturates_at_the_end_of_the_clock() {
+        let code = Some(uuid::Uuid::from_u128(8));
+        for (at_ms, wait) in [(u64::MAX, 1), (u64::MAX - 5, u64::MAX), (10_000, u64::MAX)] {
+            let throttled = Observation {
+                at_ms,
+                endpoint: Some(Endpoint::Token),
+                status: 429,
+                retry_after: Some(wait),
+                code_id: code,
+                ..Observation::default()
+            };
+            let retry = Observation {
+                at_ms,
+                status: 200,
+                ..throttled.clone()
+            };
+            let early = at_ms < u64::MAX;
+            let result = grade(Check::RetryAfterHonoured, &[&throttled, &retry], None);
+            let expected = if early { Verdict::Fail } else { Verdict::Pass };
+            assert_eq!(result.verdict, expected, "at {at_ms}, Retry-After {wait}");
         }
     }
 }

@@ -161,7 +161,8 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Resp {
     resp
 }
 
-/// Builds an HTML answer.
+/// Builds an HTML answer that no page may frame (`frame-ancestors 'none'`, against
+/// clickjacking); the embedded Connect page sets its own.
 pub(crate) fn html(status: StatusCode, body: String) -> Resp {
     let mut resp = Response::new(MockBody::Full(Some(Bytes::from(body))));
     *resp.status_mut() = status;
@@ -173,7 +174,8 @@ pub(crate) fn html(status: StatusCode, body: String) -> Resp {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+             frame-ancestors 'none'",
         ),
     );
     h.insert(

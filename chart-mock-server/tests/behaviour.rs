@@ -120,7 +120,12 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (proptest::option::of(0..2u8), 0..5u8).prop_map(|(redirect, scenario)| Op::Mint { redirect, scenario }),
         5 => (0..6u8, 0..3u8, proptest::bool::weighted(0.85), proptest::option::of(0..2u8))
             .prop_map(|(code, client, secret_ok, redirect)| Op::Exchange { code, client, secret_ok, redirect }),
-        1 => (0..400u64).prop_map(Op::Advance),
+        // Small steps, and the edge of what one call may move (ten years) and beyond.
+        1 => prop_oneof![
+            4 => 0..400u64,
+            1 => 315_359_990..=315_360_010u64,
+            1 => (u64::MAX - 10)..=u64::MAX,
+        ].prop_map(Op::Advance),
         2 => (0..6u8).prop_map(Op::Introspect),
         1 => (0..6u8).prop_map(Op::Disconnect),
     ]
@@ -214,8 +219,14 @@ proptest! {
                         }
                     }
                     Op::Advance(secs) => {
-                        t.post_json("/__chart/clock", &json!({"advance_secs": secs})).await;
-                        m.now += secs;
+                        let got = t.post_json("/__chart/clock", &json!({"advance_secs": secs})).await;
+                        if secs > 315_360_000 {
+                            let message = got.error(400, "invalid_request_error");
+                            assert!(message.contains("advance_secs"), "{message}");
+                        } else {
+                            assert_eq!(got.status, StatusCode::OK);
+                            m.now += secs;
+                        }
                     }
                     Op::Introspect(i) | Op::Disconnect(i) => {
                         let Some((token, live)) = m.tokens.get(i as usize).cloned() else { continue };
@@ -226,6 +237,8 @@ proptest! {
                     }
                 }
             }
+            // The report grades whatever the case did, at any clock.
+            assert_eq!(t.send(Method::GET, "/__chart/report", &[], "").await.status, StatusCode::OK);
         });
     }
 }
@@ -308,6 +321,85 @@ fn sigint_stops_it_and_addr_takes_a_host_name_or_a_bare_port() {
             "SIGINT is a graceful stop, exit 0"
         );
     }
+}
+
+/// The CA a frontend developer may install vouches for loopback names only, signs no
+/// other CA, and expires within a month. Read by OpenSSL, a parser independent of the
+/// rcgen that wrote it.
+#[tokio::test]
+async fn the_ca_is_name_constrained_to_loopback_and_short_lived() {
+    let mock = MockServer::start(MockConfig {
+        tls: true,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, mock.ca_pem().unwrap()).unwrap();
+    let openssl = |args: &[&str]| {
+        Command::new("openssl")
+            .args(["x509", "-noout", "-in"])
+            .arg(&ca)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let text = String::from_utf8(openssl(&["-text"]).stdout).unwrap();
+    let squeezed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for expected in [
+        "CA:TRUE, pathlen:0",
+        "X509v3 Name Constraints: critical Permitted: DNS:localhost IP:127.0.0.1/255.255.255.255 IP:0:0:0:0:0:0:0:1/FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF",
+    ] {
+        assert!(squeezed.contains(expected), "{expected} not in {text}");
+    }
+    // Still valid 29 days on, expired 31 days on.
+    assert!(
+        openssl(&["-checkend", &(29 * 86_400).to_string()])
+            .status
+            .success()
+    );
+    assert!(
+        !openssl(&["-checkend", &(31 * 86_400).to_string()])
+            .status
+            .success()
+    );
+}
+
+/// `--ca-out` replaces what the name holds and never writes through a symlink there:
+/// a link planted at the path (by another local user, say) keeps its target intact.
+#[test]
+fn the_ca_out_path_is_replaced_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::os::unix::fs::symlink(&victim, &ca).unwrap();
+    let (mut child, _) = sandbox_binary(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--tls",
+        "--ca-out",
+        ca.to_str().unwrap(),
+    ]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let meta = std::fs::symlink_metadata(&ca).unwrap();
+    assert!(
+        meta.file_type().is_file(),
+        "the link was replaced by the CA"
+    );
+    assert!(
+        std::fs::read_to_string(&ca)
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "no temp file is left: {names:?}");
 }
 
 #[tokio::test]
@@ -439,13 +531,33 @@ fn raw_request(addr: &str, head: &str, headers: &[&str], body: &str) -> (u16, St
 /// to `[::]` count as loopback.
 #[test]
 fn the_control_plane_refuses_what_a_web_page_could_send() {
-    // An empty token file is refused.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chart-mock-server"))
-        .args(["--addr", "127.0.0.1:0", "--admin-token-file", "/dev/null"])
-        .output()
+    // An empty token file is refused, and so is one that others can read.
+    let refusal = |path: &std::path::Path| {
+        // Bounded: a mock that wrongly starts is stopped, and fails below.
+        let out = std::process::Command::new("timeout")
+            .arg("10")
+            .arg(env!("CARGO_BIN_EXE_chart-mock-server"))
+            .args(["--addr", "127.0.0.1:0", "--admin-token-file"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    assert!(refusal(empty.path()).contains("is empty"));
+    let shared = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(shared.path(), "shared-token-77aa\n").unwrap();
+    for mode in [0o644, 0o640, 0o602] {
+        std::fs::set_permissions(
+            shared.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        )
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is empty"));
+        let said = refusal(shared.path());
+        assert!(said.contains("chmod 600"), "{mode:o}: {said}");
+        assert!(!said.contains("shared-token-77aa"), "{said}");
+    }
 
     let token_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(token_file.path(), "file-token-5d1c\n").unwrap();

@@ -322,6 +322,33 @@ async fn control_plane_routes(t: Target) {
     t.post_json("/__chart/faults", &json!({"kind": "status"}))
         .await
         .error(400, "invalid_request_error");
+    // Bounded time: at most ten years a clock step, a day of Retry-After.
+    let refused = t
+        .post_json("/__chart/clock", &json!({"advance_secs": 315_360_001u64}))
+        .await
+        .error(400, "invalid_request_error");
+    assert!(refused.contains("advance_secs"), "{refused}");
+    let refused = t
+        .post_json(
+            "/__chart/faults",
+            &json!({"kind": "status", "status": 429, "retry_after": 86_401}),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(refused.contains("retry_after"), "{refused}");
+    let most = t
+        .post_json(
+            "/__chart/faults",
+            &json!({"kind": "status", "status": 429, "retry_after": 86_400}),
+        )
+        .await;
+    assert_eq!(most.status, StatusCode::CREATED);
+    assert_eq!(
+        t.send(Method::DELETE, "/__chart/faults", &[], "")
+            .await
+            .status,
+        StatusCode::OK
+    );
     // A fault for no request at all is a mistake, not a no-op.
     t.post_json("/__chart/faults", &json!({"kind": "reset", "times": 0}))
         .await
@@ -507,6 +534,57 @@ async fn faults(t: Target) {
         .collect();
     // 8 through the client, and the raw reset and empty requests.
     assert_eq!(faulted.len(), 10);
+}
+
+/// No page may be framed (clickjacking) but the embedded Connect page, which only its
+/// embedding origin may frame, and an embedded refusal, which must load in the frame
+/// to post its `error` (it carries no code).
+async fn frame_ancestors(t: Target) {
+    let csp = |a: &Answer| {
+        a.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let redirect_page = format!("/connect?client_id={CLIENT}&state=s&redirect_uri={REDIRECT}");
+    let unknown_client = "/connect?client_id=ghost&state=s&redirect_uri=https://x.example/cb";
+    for path in [
+        redirect_page.as_str(),
+        unknown_client,
+        "/__chart/report.html",
+    ] {
+        let page = t.send(Method::GET, path, &[], "").await;
+        assert!(
+            csp(&page).ends_with("frame-ancestors 'none'"),
+            "{path}: {}",
+            csp(&page)
+        );
+    }
+    let spa = "&app_type=spa&sdk_host_url=http://localhost:5173";
+    let embedded = t
+        .send(
+            Method::GET,
+            &format!("/connect?client_id={CLIENT}&state=s{spa}"),
+            &[],
+            "",
+        )
+        .await;
+    assert!(csp(&embedded).ends_with("frame-ancestors http://localhost:5173"));
+    let refused = t
+        .send(
+            Method::GET,
+            &format!("/connect?client_id=ghost&state=s{spa}"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&refused.body).contains("postMessage"));
+    assert!(
+        !csp(&refused).contains("frame-ancestors"),
+        "{}",
+        csp(&refused)
+    );
 }
 
 async fn connect_page(t: Target) {
@@ -895,6 +973,7 @@ contract! {
     a_returning_taxpayer_keeps_their_id("") => returning_taxpayer;
     every_fault_kind("") => faults;
     connect_page_for_both_flows("") => connect_page;
+    only_the_embedded_pages_may_be_framed("") => frame_ancestors;
 }
 
 /// URIs that differ from `registered` by a little: each must be refused where

@@ -241,7 +241,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(pem) = server.ca_pem() {
         let path = match args.ca_out {
             Some(path) => {
-                std::fs::write(&path, pem)?;
+                replace_file(&path, pem.as_bytes())
+                    .map_err(|e| format!("cannot write the CA to {}: {e}", path.display()))?;
                 path
             }
             None => {
@@ -302,23 +303,56 @@ fn private_temp_dir() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Writes a file that must not exist yet (never through a symlink), mode 0644.
+/// Writes a file that must not exist yet, mode 0644. `create_new` (O_CREAT | O_EXCL)
+/// fails on any existing name, a symlink included, and O_NOFOLLOW says so twice.
 fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .mode(0o644)
         .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }
 
-/// The admin token from its file: the first line, which must not be empty.
+/// Writes `path` whole, as a new file renamed over whatever the name held: a symlink
+/// there is replaced, never followed, so its target is never truncated, and a reader
+/// never sees half a file.
+fn replace_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}", uuid::Uuid::new_v4().simple()));
+    let written = write_new(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// The admin token from its file: the first line, which must not be empty. A file that
+/// group or others can read or write is refused: the token opens the control plane.
 fn read_token_file(path: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the admin token file {}: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    let unreadable = |e| format!("cannot read the admin token file {}: {e}", path.display());
+    let mode = std::fs::metadata(path)
+        .map_err(unreadable)?
+        .permissions()
+        .mode();
+    if mode & 0o066 != 0 {
+        return Err(format!(
+            "the admin token file {} can be read or written by group or others (mode {:o}); run `chmod 600` on it",
+            path.display(),
+            mode & 0o777
+        )
+        .into());
+    }
+    let text = std::fs::read_to_string(path).map_err(unreadable)?;
     let token = text.lines().next().unwrap_or("").trim().to_owned();
     if token.is_empty() {
         return Err(format!("the admin token file {} is empty", path.display()).into());

@@ -20,10 +20,14 @@ pub struct Fault {
     /// For `latency`: the delay before the normal answer.
     #[serde(default)]
     pub delay_ms: Option<u64>,
-    /// For `status` 429 and 503: the `Retry-After` seconds (default 1).
+    /// For `status` 429 and 503: the `Retry-After` seconds (default 1, at most
+    /// [`MAX_RETRY_AFTER_SECS`]).
     #[serde(default)]
     pub retry_after: Option<u64>,
 }
+
+/// The longest `Retry-After` a fault may ask for: a day.
+pub const MAX_RETRY_AFTER_SECS: u64 = 86_400;
 
 fn default_fault_path() -> String {
     "/auth/token".into()

@@ -26,7 +26,10 @@ mod journal;
 mod maps;
 
 use crate::report::{Observation, Observations, Report};
-pub use fault::{Fault, FaultKind};
+pub use fault::{Fault, FaultKind, MAX_RETRY_AFTER_SECS};
+
+/// The most `POST /__chart/clock` moves the mock's clock in one call: ten years.
+pub const MAX_ADVANCE_SECS: u64 = 315_360_000;
 pub(crate) use journal::Record;
 pub use journal::{JOURNAL_FIELD_MAX, JOURNAL_MAX_BYTES, JournalEntry};
 use journal::{Records, cut, cut_owned};
@@ -341,7 +344,8 @@ impl Chart {
         real.saturating_add(self.clock_offset.load(Ordering::Relaxed))
     }
 
-    /// Moves the mock's clock forward.
+    /// Moves the mock's clock forward (saturating; the control plane takes at most
+    /// [`MAX_ADVANCE_SECS`] a call).
     pub fn advance_clock(&self, by: Duration) {
         let _ = self
             .clock_offset
