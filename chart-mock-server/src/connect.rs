@@ -44,8 +44,12 @@ struct Params {
     overlay: Option<String>,
 }
 
-/// The longest `state`, `metadata` or other free-form value accepted.
+/// The longest `state` or other free-form value accepted.
 const MAX_PARAM_LEN: usize = 4096;
+
+// `metadata` is kept with a code: at most `MAX_METADATA_LEN` bytes, so that codes minted
+// by anyone who can load the page cost little memory each.
+use crate::model::MAX_METADATA_LEN;
 
 /// An `http(s)://host[:port]` origin, normalized; `None` for anything else.
 fn origin_of(url: &str) -> Option<String> {
@@ -140,10 +144,10 @@ fn parse(pairs: &[u8]) -> Result<Params, String> {
     }
     p.metadata = get("metadata");
     if let Some(m) = &p.metadata
-        && (m.len() > MAX_PARAM_LEN
+        && (m.len() > MAX_METADATA_LEN
             || !serde_json::from_str::<serde_json::Value>(m).is_ok_and(|v| v.is_object()))
     {
-        return Err("The metadata parameter must be a JSON object.".into());
+        return Err("The metadata parameter must be a JSON object of at most 256 bytes.".into());
     }
     p.session_settings_id = get("session_settings_id").filter(|s| s.len() <= 256);
     p.overlay = match get("overlay") {
@@ -548,10 +552,10 @@ mod tests {
         let at = "s".repeat(MAX_PARAM_LEN);
         assert!(params(&format!("state={at}")).is_ok());
         assert!(params(&format!("state={at}s")).is_err());
-        let object = format!(r#"{{"k":"{}"}}"#, "v".repeat(MAX_PARAM_LEN - 8));
-        assert_eq!(object.len(), MAX_PARAM_LEN);
+        let object = format!(r#"{{"k":"{}"}}"#, "v".repeat(256 - 8));
+        assert_eq!(object.len(), 256);
         assert!(params(&format!("metadata={object}")).is_ok());
-        let over = format!(r#"{{"k":"{}"}}"#, "v".repeat(MAX_PARAM_LEN - 7));
+        let over = format!(r#"{{"k":"{}"}}"#, "v".repeat(256 - 7));
         assert!(params(&format!("metadata={over}")).is_err());
         assert!(params("metadata=[1]").is_err(), "an array is not an object");
         assert!(params("metadata=nope").is_err());

@@ -122,7 +122,8 @@ pub(crate) async fn control_plane(
                     e @ (MintError::UnknownClient
                     | MintError::UnregisteredRedirect
                     | MintError::BadProvider
-                    | MintError::BadTaxpayer),
+                    | MintError::BadTaxpayer
+                    | MintError::BadMetadata),
                 ) => error_std(StatusCode::BAD_REQUEST, &e.to_string()),
             },
             Err(resp) => resp,

@@ -60,8 +60,8 @@ pub use config::{
 pub use control::OPENAPI;
 pub use model::{
     Chart, Fault, FaultKind, GrantOutcome, JOURNAL_FIELD_MAX, JOURNAL_MAX_BYTES, JournalEntry,
-    MAX_ADVANCE_SECS, MAX_RETRY_AFTER_SECS, MintError, MintRequest, MintedCode, PROVIDERS,
-    Scenario, TokenInfo,
+    MAX_ADVANCE_SECS, MAX_METADATA_LEN, MAX_RETRY_AFTER_SECS, MintError, MintRequest, MintedCode,
+    PROVIDERS, Scenario, TokenInfo,
 };
 pub use report::{Check, CheckResult, ClientReport, Report, Verdict};
 pub use request::{API_VERSION, HEADER_READ_TIMEOUT, MAX_BODY, REQUEST_LINES_PER_SEC};

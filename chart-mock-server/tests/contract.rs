@@ -322,6 +322,35 @@ async fn control_plane_routes(t: Target) {
     t.post_json("/__chart/faults", &json!({"kind": "status"}))
         .await
         .error(400, "invalid_request_error");
+    // A code keeps at most 256 bytes of metadata.
+    let metadata = |len: usize| format!(r#"{{"k":"{}"}}"#, "v".repeat(len - 8));
+    assert_eq!(
+        t.mint(json!({"client_id": CLIENT, "metadata": metadata(256)}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let refused = t
+        .mint(json!({"client_id": CLIENT, "metadata": metadata(257)}))
+        .await
+        .error(400, "invalid_request_error");
+    assert!(refused.contains("256 bytes"), "{refused}");
+    let page = |len: usize| {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", CLIENT)
+            .append_pair("state", "s")
+            .append_pair("redirect_uri", REDIRECT)
+            .append_pair("metadata", &metadata(len))
+            .finish();
+        format!("/connect?{query}")
+    };
+    assert_eq!(
+        t.send(Method::GET, &page(256), &[], "").await.status,
+        StatusCode::OK
+    );
+    let refused = t.send(Method::GET, &page(257), &[], "").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&refused.body).contains("at most 256 bytes"));
     // Bounded time: at most ten years a clock step, a day of Retry-After.
     let refused = t
         .post_json("/__chart/clock", &json!({"advance_secs": 315_360_001u64}))

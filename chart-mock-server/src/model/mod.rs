@@ -28,6 +28,9 @@ mod maps;
 use crate::report::{Observation, Observations, Report};
 pub use fault::{Fault, FaultKind, MAX_RETRY_AFTER_SECS};
 
+/// The most metadata (JSON text, in bytes) a code keeps.
+pub const MAX_METADATA_LEN: usize = 256;
+
 /// The most `POST /__chart/clock` moves the mock's clock in one call: ten years.
 pub const MAX_ADVANCE_SECS: u64 = 315_360_000;
 pub(crate) use journal::Record;
@@ -148,6 +151,9 @@ pub enum MintError {
     /// The taxpayer id is not a lowercase hyphenated UUID.
     #[error("taxpayer_id must be a lowercase hyphenated UUID")]
     BadTaxpayer,
+    /// The metadata is longer than a code keeps.
+    #[error("metadata must be at most 256 bytes")]
+    BadMetadata,
 }
 
 /// What a code carries besides its secret, shared with the token it gives and the
@@ -410,6 +416,13 @@ impl Chart {
         let provider = req.provider_id.as_deref().unwrap_or("chart-sandbox");
         if provider.is_empty() || provider.len() > 64 {
             return Err(MintError::BadProvider);
+        }
+        if req
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.len() > MAX_METADATA_LEN)
+        {
+            return Err(MintError::BadMetadata);
         }
         let taxpayer = match &req.taxpayer_id {
             None => None,
