@@ -351,33 +351,6 @@ async fn control_plane_routes(t: Target) {
     let refused = t.send(Method::GET, &page(257), &[], "").await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&refused.body).contains("at most 256 bytes"));
-    // Bounded time: at most ten years a clock step, a day of Retry-After.
-    let refused = t
-        .post_json("/__chart/clock", &json!({"advance_secs": 315_360_001u64}))
-        .await
-        .error(400, "invalid_request_error");
-    assert!(refused.contains("advance_secs"), "{refused}");
-    let refused = t
-        .post_json(
-            "/__chart/faults",
-            &json!({"kind": "status", "status": 429, "retry_after": 86_401}),
-        )
-        .await
-        .error(400, "invalid_request_error");
-    assert!(refused.contains("retry_after"), "{refused}");
-    let most = t
-        .post_json(
-            "/__chart/faults",
-            &json!({"kind": "status", "status": 429, "retry_after": 86_400}),
-        )
-        .await;
-    assert_eq!(most.status, StatusCode::CREATED);
-    assert_eq!(
-        t.send(Method::DELETE, "/__chart/faults", &[], "")
-            .await
-            .status,
-        StatusCode::OK
-    );
     // A fault for no request at all is a mistake, not a no-op.
     t.post_json("/__chart/faults", &json!({"kind": "reset", "times": 0}))
         .await
@@ -451,6 +424,40 @@ async fn returning_taxpayer(t: Target) {
             .error(400, "invalid_request_error");
         assert!(refused.contains("taxpayer_id"), "{refused}");
     }
+}
+
+/// Bounded time: at most ten years a clock step, a day of Retry-After.
+async fn time_bounds(t: Target) {
+    let refused = t
+        .post_json("/__chart/clock", &json!({"advance_secs": 315_360_001u64}))
+        .await
+        .error(400, "invalid_request_error");
+    assert!(refused.contains("advance_secs"), "{refused}");
+    let refused = t
+        .post_json(
+            "/__chart/faults",
+            &json!({"kind": "status", "status": 429, "retry_after": 86_401}),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(refused.contains("retry_after"), "{refused}");
+    let most = t
+        .post_json(
+            "/__chart/faults",
+            &json!({"kind": "status", "status": 429, "retry_after": 86_400}),
+        )
+        .await;
+    assert_eq!(most.status, StatusCode::CREATED);
+    assert_eq!(
+        t.send(Method::DELETE, "/__chart/faults", &[], "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let most = t
+        .post_json("/__chart/clock", &json!({"advance_secs": 315_360_000u64}))
+        .await;
+    assert_eq!(most.status, StatusCode::OK);
 }
 
 async fn faults(t: Target) {
@@ -1000,6 +1007,7 @@ contract! {
     introspect_disconnect_and_reuse_revocation("") => tokens_introspect_disconnect_and_reuse;
     every_control_plane_route("") => control_plane_routes;
     a_returning_taxpayer_keeps_their_id("") => returning_taxpayer;
+    clock_steps_and_retry_after_are_bounded("") => time_bounds;
     every_fault_kind("") => faults;
     connect_page_for_both_flows("") => connect_page;
     only_the_embedded_pages_may_be_framed("") => frame_ancestors;

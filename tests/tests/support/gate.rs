@@ -71,19 +71,31 @@ impl<S: TokenStore> TokenStore for Gate<S> {
     }
 }
 
-/// Replaces the test user's token of the raced account; the replaced token, if any.
-async fn replace<S: TokenStore>(vault: &Vault<S>, token: &str) -> Option<String> {
-    vault
+/// Replaces the test user's token of the raced account with `token` of `provider`; the
+/// replaced record's provider and token, if any.
+async fn replace<S: TokenStore>(
+    vault: &Vault<S>,
+    provider: &str,
+    token: &str,
+) -> Option<(String, String)> {
+    let (stored, old) = vault
         .replace(
             &owner(),
             "acct-raced",
-            &ProviderId::from("irs"),
+            &ProviderId::from(provider),
             &AccessToken::new(token),
         )
         .await
-        .unwrap()
-        .1
-        .map(|old| old.token().unwrap().expose_secret().to_owned())
+        .unwrap();
+    assert_eq!(stored.provider_id().as_str(), provider);
+    old.map(|old| {
+        let token = old.token().unwrap().expose_secret().to_owned();
+        (old.provider_id().as_str().to_owned(), token)
+    })
+}
+
+fn was(provider: &str, token: &str) -> Option<(String, String)> {
+    Some((provider.to_owned(), token.to_owned()))
 }
 
 /// Two instances (a vault on `store`, whose puts are gated, and one on `other`, sharing
@@ -102,24 +114,29 @@ where
     let first = Vault::new(SANDBOX_CLIENT_ID, keyring(), gate.clone());
     let second = Vault::new(SANDBOX_CLIENT_ID, keyring(), other);
     let (me, account) = (owner(), "acct-raced");
-    assert_eq!(replace(&second, "t0").await, None, "nothing to replace yet");
+    assert_eq!(
+        replace(&second, "irs", "t0").await,
+        None,
+        "nothing to replace yet"
+    );
 
-    let mut racing = std::pin::pin!(replace(&first, "t1"));
+    let mut racing = std::pin::pin!(replace(&first, "turbotax", "t1"));
     tokio::select! {
         done = &mut racing => panic!("the put is gated: {done:?}"),
         () = gate.0.entered.notified() => {}
     }
     // The first has read t0; the second replaces it before the first writes.
-    assert_eq!(replace(&second, "t2").await.as_deref(), Some("t0"));
+    assert_eq!(replace(&second, "hr", "t2").await, was("irs", "t0"));
     gate.0.open.notify_one();
     tokio::select! {
         done = &mut racing => panic!("the first overwrote t2 unseen, handing back {done:?}"),
         () = gate.0.entered.notified() => {}
     }
     gate.0.open.notify_one();
-    assert_eq!(racing.await.as_deref(), Some("t2"), "t2 was handed back");
+    assert_eq!(racing.await, was("hr", "t2"), "t2 was handed back");
     let stored = second.unseal(&me, account).await.unwrap();
     assert_eq!(stored.expose_secret(), "t1");
+    assert_eq!(replace(&second, "irs", "t3").await, was("turbotax", "t1"));
 }
 
 /// Connects an account through a vault on `store` (gated on delete), then disconnects

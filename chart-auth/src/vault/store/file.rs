@@ -560,6 +560,21 @@ mod tests {
         })
         .unwrap();
         assert!(synced.is_empty());
+        // Another process making a directory first is no error, and its entry is synced.
+        let raced = top.join("d").join("e");
+        create_dirs_durably(&raced, &mut |p: &Path| {
+            if p == top {
+                std::fs::create_dir(top.join("d").join("e")).unwrap();
+            }
+            sync_dir(p)
+        })
+        .unwrap();
+        assert!(raced.is_dir());
+        // A directory that cannot be made is an error (here its parent is a dangling
+        // symlink: the child is not found, and making it fails).
+        symlink(top.join("nowhere"), top.join("f")).unwrap();
+        let err = create_dirs_durably(&top.join("f").join("g"), &mut sync_dir).unwrap_err();
+        assert!(matches!(err, StoreError::Io { op: "create", .. }), "{err}");
         // A parent that cannot be made durable fails the open.
         let err = create_dirs_durably(&top.join("c"), &mut |p: &Path| sync_dir(&p.join("gone")))
             .unwrap_err();
