@@ -121,8 +121,13 @@ pub struct MockConfig {
     pub code_ttl_secs: u64,
     /// The registered clients (default: the sandbox client).
     pub clients: Vec<ClientConfig>,
-    /// The most codes held at once; the oldest are evicted (default 100,000).
+    /// The most codes minted through the control plane held at once; the oldest are
+    /// evicted (default 100,000).
     pub max_codes: usize,
+    /// The most codes minted through the Connect page held at once, apart from
+    /// `max_codes`: the oldest are evicted, and never a control-plane code (default
+    /// 16,384). Anyone who can load the page can mint these.
+    pub max_page_codes: usize,
     /// The most live tokens held at once; the oldest are evicted (default 100,000).
     pub max_tokens: usize,
     /// The journal's length (default 1,000).
@@ -155,6 +160,7 @@ impl std::fmt::Debug for MockConfig {
             .field("code_ttl_secs", &self.code_ttl_secs)
             .field("clients", &self.clients)
             .field("max_codes", &self.max_codes)
+            .field("max_page_codes", &self.max_page_codes)
             .field("max_tokens", &self.max_tokens)
             .field("journal_len", &self.journal_len)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
@@ -176,6 +182,7 @@ impl Default for MockConfig {
             code_ttl_secs: 600,
             clients: vec![ClientConfig::sandbox()],
             max_codes: 100_000,
+            max_page_codes: 16_384,
             max_tokens: 100_000,
             journal_len: 1_000,
             rate_limit_per_minute: None,
@@ -293,11 +300,13 @@ impl MockConfig {
         }
         if self.code_ttl_secs == 0
             || self.max_codes == 0
+            || self.max_page_codes == 0
             || self.max_tokens == 0
             || self.journal_len == 0
         {
             return bad(
-                "code_ttl_secs, max_codes, max_tokens and journal_len must be positive".into(),
+                "code_ttl_secs, max_codes, max_page_codes, max_tokens and journal_len must be positive"
+                    .into(),
             );
         }
         Ok(())

@@ -429,7 +429,7 @@ fn submit(ctx: &Ctx, p: &Params) -> Resp {
             metadata: p.metadata.clone(),
             taxpayer_id: None,
         };
-        match ctx.chart.mint(&mint) {
+        match ctx.chart.mint_for_page(&mint) {
             Ok(m) => Some(m.code),
             Err(e) => return error_page(&e.to_string()),
         }

@@ -426,6 +426,34 @@ async fn returning_taxpayer(t: Target) {
     }
 }
 
+/// Codes minted through the Connect page, which any page can submit, have a budget of
+/// their own: they evict the oldest page codes, never a control-plane code.
+async fn page_codes_apart(t: Target) {
+    let kept = t.code(None, "success").await;
+    let mut page_codes = Vec::new();
+    // Five: more than both caps together (max_codes 4, max_page_codes 2).
+    for _ in 0..5 {
+        let form = format!("client_id={CLIENT}&redirect_uri={REDIRECT}&state=s");
+        let a = t.send(Method::POST, "/connect", &[], form).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER);
+        let location = a.headers["location"].to_str().unwrap();
+        let code = location.split("code=").nth(1).unwrap().split('&').next();
+        page_codes.push(code.unwrap().to_owned());
+    }
+    assert_eq!(t.exchange(&kept, None).await.status, StatusCode::OK);
+    for evicted in &page_codes[..3] {
+        t.exchange(evicted, Some(REDIRECT))
+            .await
+            .error(400, "invalid_grant_error");
+    }
+    for code in &page_codes[3..] {
+        assert_eq!(
+            t.exchange(code, Some(REDIRECT)).await.status,
+            StatusCode::OK
+        );
+    }
+}
+
 /// Bounded time: at most ten years a clock step, a day of Retry-After.
 async fn time_bounds(t: Target) {
     let refused = t
@@ -1008,6 +1036,7 @@ contract! {
     every_control_plane_route("") => control_plane_routes;
     a_returning_taxpayer_keeps_their_id("") => returning_taxpayer;
     clock_steps_and_retry_after_are_bounded("") => time_bounds;
+    page_codes_never_evict_control_plane_codes("max_codes = 4\nmax_page_codes = 2") => page_codes_apart;
     every_fault_kind("") => faults;
     connect_page_for_both_flows("") => connect_page;
     only_the_embedded_pages_may_be_framed("") => frame_ancestors;

@@ -269,7 +269,11 @@ pub struct Chart {
     code_ttl: u64,
     slow: Duration,
     clock_offset: AtomicU64,
+    /// Codes minted through the control plane, and through the Connect page, each with
+    /// its own cap, so that page codes never evict control-plane ones. A code's last
+    /// bit says which map holds it.
     codes: Shards<CodeEntry>,
+    page_codes: Shards<CodeEntry>,
     tokens: Shards<TokenEntry>,
     faults: Mutex<Vec<Fault>>,
     /// Whether any fault is pending: the hot path skips the lock when none is.
@@ -285,7 +289,7 @@ impl std::fmt::Debug for Chart {
         f.debug_struct("Chart")
             .field("clients", &self.clients)
             .field("code_ttl", &self.code_ttl)
-            .field("codes_held", &self.codes.len())
+            .field("codes_held", &self.codes_held())
             .field("live_tokens", &self.tokens.len())
             .finish_non_exhaustive()
     }
@@ -321,6 +325,7 @@ impl Chart {
             slow: Duration::from_millis(config.slow_ms),
             clock_offset: AtomicU64::new(0),
             codes: Shards::new(config.max_codes),
+            page_codes: Shards::new(config.max_page_codes),
             tokens: Shards::new(config.max_tokens),
             faults: Mutex::new(Vec::new()),
             has_faults: std::sync::atomic::AtomicBool::new(false),
@@ -397,8 +402,27 @@ impl Chart {
         ix.filter(|_| equal)
     }
 
-    /// Mints a code for a client.
+    /// Mints a code for a client, as the control plane does.
     pub fn mint(&self, req: &MintRequest) -> Result<MintedCode, MintError> {
+        self.mint_into(req, false)
+    }
+
+    /// Mints a code as the Connect page does: held within `max_page_codes`, apart from
+    /// the control plane's codes.
+    pub(crate) fn mint_for_page(&self, req: &MintRequest) -> Result<MintedCode, MintError> {
+        self.mint_into(req, true)
+    }
+
+    /// The map that holds `code`: its last bit says whether the page minted it.
+    fn code_map(&self, code: &Uuid) -> &Shards<CodeEntry> {
+        if code.as_bytes()[15] & 1 == 1 {
+            &self.page_codes
+        } else {
+            &self.codes
+        }
+    }
+
+    fn mint_into(&self, req: &MintRequest, page: bool) -> Result<MintedCode, MintError> {
         let client = self
             .client_index(&req.client_id)
             .ok_or(MintError::UnknownClient)?;
@@ -441,6 +465,9 @@ impl Chart {
             }),
         };
         let (code, id) = (random_id(), random_id());
+        let mut bytes = *code.as_bytes();
+        bytes[15] = (bytes[15] & !1) | u8::from(page);
+        let code = Uuid::from_bytes(bytes);
         let entry = CodeEntry {
             id,
             token: Uuid::nil(),
@@ -452,7 +479,7 @@ impl Chart {
             spent: false,
             rate_limited_once: false,
         };
-        self.codes.of(&code).insert(code, entry);
+        self.code_map(&code).of(&code).insert(code, entry);
         Ok(MintedCode {
             code: code_text(code),
             expires_in: self.code_ttl,
@@ -468,11 +495,15 @@ impl Chart {
     /// What the journal notes about a code, if the mock knows it.
     pub(crate) fn code_facts(&self, code: &str) -> Option<CodeFacts> {
         let code = parse_code(code)?;
-        self.codes.of(&code).map.get(&code).map(|c| CodeFacts {
-            id: c.id,
-            redirect_flow: c.redirect.is_some(),
-            metadata: c.details.metadata.clone(),
-        })
+        self.code_map(&code)
+            .of(&code)
+            .map
+            .get(&code)
+            .map(|c| CodeFacts {
+                id: c.id,
+                redirect_flow: c.redirect.is_some(),
+                metadata: c.details.metadata.clone(),
+            })
     }
 
     /// Whether the only client is the documented sandbox client (no `--config`).
@@ -484,9 +515,9 @@ impl Chart {
             })
     }
 
-    /// How many codes the mock holds (unused and spent).
+    /// How many codes the mock holds (unused and spent), minted either way.
     pub fn codes_held(&self) -> usize {
-        self.codes.len()
+        self.codes.len() + self.page_codes.len()
     }
 
     /// Checks and spends a code for an authenticated client. Exactly one caller can
@@ -511,7 +542,7 @@ impl Chart {
             return (unknown, None);
         };
         let now = self.now();
-        let mut codes = self.codes.of(&code);
+        let mut codes = self.code_map(&code).of(&code);
         let Some(entry) = codes.map.get_mut(&code) else {
             return (unknown, None);
         };
@@ -760,7 +791,7 @@ impl Chart {
     /// The client a code was issued to, a token belongs to, or a secret is of.
     pub(crate) fn owner_of(&self, secret: &str) -> Option<ClientIx> {
         if let Some(code) = parse_code(secret)
-            && let Some(entry) = self.codes.of(&code).map.get(&code)
+            && let Some(entry) = self.code_map(&code).of(&code).map.get(&code)
         {
             return Some(entry.client);
         }
