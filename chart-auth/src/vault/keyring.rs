@@ -316,8 +316,12 @@ impl Keyring {
     /// (the same variable the `chart-auth` CLI reads, checked as [`Keyring::load`]
     /// does), or else the text in `CHART_VAULT_KEYRING` (the text format, or one base64
     /// key). When `CHART_PKCS11_MODULE` is set, the keys are unwrapped by the
-    /// [`Pkcs11KeySource`](super::Pkcs11KeySource) that the `CHART_PKCS11_*` variables
-    /// describe (feature `pkcs11`).
+    #[cfg_attr(
+        feature = "pkcs11",
+        doc = "[`Pkcs11KeySource`](super::Pkcs11KeySource)"
+    )]
+    #[cfg_attr(not(feature = "pkcs11"), doc = "`Pkcs11KeySource`")]
+    /// that the `CHART_PKCS11_*` variables describe (feature `pkcs11`).
     pub fn from_env() -> Result<Self, VaultError> {
         Self::from_settings(
             std::env::var_os(KEYRING_FILE_VAR),
