@@ -270,6 +270,62 @@ pub(crate) fn check_form(ctx: &Ctx, pairs: &[u8]) -> Result<(), String> {
     parse(pairs).and_then(|p| check(ctx, &p))
 }
 
+/// `GET /` without a query: what the mock is, its clients, and links to the Connect
+/// page in both flows, the conformance report and the OpenAPI document.
+pub(crate) fn landing(ctx: &Ctx) -> Resp {
+    let mut clients = String::new();
+    for client in ctx.chart.clients() {
+        let id = &client.client_id;
+        let secret = if ctx.chart.sandbox_only() {
+            // The sandbox client's secret is public and documented; a configured one
+            // is never shown.
+            format!(
+                "<br>client_secret: <code>{}</code>",
+                esc(&client.client_secret)
+            )
+        } else {
+            String::new()
+        };
+        let mut links = Vec::new();
+        if let Some(uri) = client.redirect_uris.first() {
+            let query = with_query(
+                "/connect",
+                &[("client_id", id), ("redirect_uri", uri), ("state", "demo")],
+            );
+            links.push(format!("<a href=\"{}\">Redirect flow</a>", esc(&query)));
+        }
+        let embedded = with_query(
+            "/connect",
+            &[
+                ("client_id", id),
+                ("app_type", "spa"),
+                ("sdk_host_url", "http://localhost:3000"),
+                ("state", "demo"),
+            ],
+        );
+        links.push(format!(
+            "<a href=\"{}\">Embedded flow (as framed by http://localhost:3000)</a>",
+            esc(&embedded)
+        ));
+        clients.push_str(&format!(
+            "<li>client_id: <code>{}</code>{secret}<br>{}</li>",
+            esc(id),
+            links.join(" · ")
+        ));
+    }
+    let inner = format!(
+        "<span class=badge>MOCK</span><h1>chart-mock-server</h1>\
+         <p class=sub>A mock of Chart's API for building and testing without Chart's sandbox: \
+         <code>POST /auth/token</code>, <code>GET /introspect</code>, <code>POST /disconnect</code> \
+         and the Connect page.</p><h2>Clients</h2><ul>{clients}</ul><h2>Tools</h2><ul>\
+         <li><a href=\"/__chart/report.html\">Conformance report</a> of the clients under test</li>\
+         <li><a href=\"/__chart/openapi.json\">OpenAPI document</a> of the API and the control plane</li>\
+         </ul><p class=sub>The control plane (<code>/__chart/</code>) is open from this machine \
+         only; other peers need the admin token.</p>"
+    );
+    html(StatusCode::OK, page_shell("chart-mock-server", &inner))
+}
+
 /// `GET /connect` shows the form; `POST /connect` submits it.
 pub(crate) async fn page(ctx: &Ctx, req: Request<hyper::body::Incoming>) -> Resp {
     match *req.method() {

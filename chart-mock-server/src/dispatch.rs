@@ -252,7 +252,11 @@ async fn route(
         "/auth/token" => api::token(ctx, req, note).await,
         "/introspect" => api::bearer_endpoint(ctx, req, Method::GET, note),
         "/disconnect" => api::bearer_endpoint(ctx, req, Method::POST, note),
-        // `/` too: the React SDK's dev mode loads http://localhost:3000/?...
+        // `/` too: the React SDK's dev mode loads http://localhost:3000/?... Without a
+        // query, `/` is the landing page.
+        "/" if req.method() == Method::GET && req.uri().query().is_none_or(str::is_empty) => {
+            connect::landing(ctx)
+        }
         "/connect" | "/" => connect::page(ctx, req).await,
         _ => error_std(StatusCode::NOT_FOUND, "No such endpoint."),
     }

@@ -600,6 +600,49 @@ async fn faults(t: Target) {
     assert_eq!(faulted.len(), 10);
 }
 
+/// `/` without a query is a landing page whose links work: the Connect page in both
+/// flows for every client, the report and the OpenAPI document. A configured client's
+/// secret is never shown. With a query, `/` stays the Connect page (the React SDK's).
+async fn landing_page(t: Target) {
+    let page = t.send(Method::GET, "/", &[], "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .ends_with("frame-ancestors 'none'")
+    );
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    assert!(html.contains("chart-mock-server"));
+    for id in [CLIENT, OTHER] {
+        assert!(html.contains(&format!("<code>{id}</code>")), "{id} listed");
+    }
+    assert!(
+        !html.contains(SECRET) && !html.contains("other-secret"),
+        "{html}"
+    );
+    let links: Vec<String> = html
+        .split("href=\"")
+        .skip(1)
+        .map(|l| l.split('"').next().unwrap().replace("&amp;", "&"))
+        .collect();
+    assert_eq!(links.len(), 2 * 2 + 2, "{links:?}");
+    for link in &links {
+        let answer = t.send(Method::GET, link, &[], "").await;
+        assert_eq!(answer.status, StatusCode::OK, "{link}");
+    }
+    assert!(links.iter().any(|l| l.contains("app_type=spa")));
+    let connect = t
+        .send(
+            Method::GET,
+            &format!("/?client_id={CLIENT}&redirect_uri={REDIRECT}&state=s"),
+            &[],
+            "",
+        )
+        .await;
+    assert!(String::from_utf8_lossy(&connect.body).contains("<form"));
+}
+
 /// No page may be framed (clickjacking) but the embedded Connect page, which only its
 /// embedding origin may frame, and an embedded refusal, which must load in the frame
 /// to post its `error` (it carries no code).
@@ -1040,6 +1083,7 @@ contract! {
     every_fault_kind("") => faults;
     connect_page_for_both_flows("") => connect_page;
     only_the_embedded_pages_may_be_framed("") => frame_ancestors;
+    a_landing_page_at_the_root("") => landing_page;
 }
 
 /// URIs that differ from `registered` by a little: each must be refused where

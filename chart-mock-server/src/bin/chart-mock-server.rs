@@ -265,9 +265,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             println!("redirect_uri:  {uri}");
         }
     }
-    println!(
-        "Connect page:  {url}/connect?client_id=...&redirect_uri=...&state=... (also at {url}/)"
-    );
+    println!("start here:    {url}/ (the clients, the Connect page in both flows, the report)");
+    println!("Connect page:  {url}/connect?client_id=...&redirect_uri=...&state=...");
     if server.addr().port() == 3000 && scheme == "http" {
         println!("React SDK: use chartDevMode: true; this mock answers at http://localhost:3000");
     } else {

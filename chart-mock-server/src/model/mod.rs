@@ -375,6 +375,11 @@ impl Chart {
         self.client_index(client_id).map(|i| self.client_at(i))
     }
 
+    /// The configured clients, in the order of the config.
+    pub fn clients(&self) -> &[ClientConfig] {
+        &self.clients
+    }
+
     /// A configured client's index.
     pub(crate) fn client_index(&self, client_id: &str) -> Option<ClientIx> {
         self.client_ix.get(client_id).copied()
