@@ -542,16 +542,26 @@ async fn demo_embedded_press(b: &Browser, control: &str) {
         .for_element(Locator::Css(control))
         .await
         .unwrap();
-    // The overlay opens with a transition: the control exists before it has a size.
+    // The overlay opens with a transition: the control exists before it has a size,
+    // and on a loaded machine it can be reported displayed while its box is still
+    // empty. Poll until a click lands (each refusal is "not interactable").
     let deadline = std::time::Instant::now() + WAIT;
-    while !button.is_displayed().await.unwrap() {
+    loop {
+        let (_, _, width, height) = button.rectangle().await.unwrap();
+        let shown = width > 0.0 && height > 0.0 && button.is_displayed().await.unwrap();
+        if shown {
+            match button.click().await {
+                Ok(()) => break,
+                Err(e) if e.to_string().contains("not interactable") => {}
+                Err(e) => panic!("pressing {control}: {e}"),
+            }
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "{control} never became visible"
+            "{control} never became clickable"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    button.click().await.unwrap();
     b.client.enter_parent_frame().await.unwrap();
 }
 
